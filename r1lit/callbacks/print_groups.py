@@ -1,0 +1,43 @@
+"""Printing each group the way the seed did: the question, then every answer."""
+
+from __future__ import annotations
+
+import sys
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class PrintGroups(L.Callback):
+    """Every ``every_n_steps`` training steps, rank 0 prints each group: the original question, the gold answer,
+    then each completion with its reward and per-reward scores."""
+
+    def __init__(self, every_n_steps: int = 1, max_groups: int | None = None, max_chars: int | None = 2000):
+        """
+        Args:
+            every_n_steps: print after every n-th training batch (0 = never).
+            max_groups: print at most this many groups per step (None = all).
+            max_chars: cut each completion after this many characters (None = whole).
+        """
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+        self.every_n_steps, self.max_groups, self.max_chars = every_n_steps, max_groups, max_chars
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.every_n_steps or (batch_idx + 1) % self.every_n_steps or not isinstance(outputs, dict):
+            return
+        groups = outputs.get("groups") or []
+        lines = []
+        for g, group in enumerate(groups[: self.max_groups]):
+            lines.append(f"\n{'=' * 30} step {trainer.global_step} · group {g} {'=' * 30}")
+            lines.append(f"Question:\n{group['problem']}\nGold answer: {group['answer']}")
+            for i, completion in enumerate(group["completions"]):
+                text = completion["text"]
+                if self.max_chars is not None and len(text) > self.max_chars:
+                    text = text[: self.max_chars] + " […]"
+                scores = ", ".join(f"{k}={v:g}" for k, v in completion["scores"].items())
+                lines.append(f"--- answer {i} · reward {completion['reward']:.3f} ({scores}) · {completion['length']} tokens")
+                lines.append(text)
+        if lines:
+            print("\n".join(lines), file=sys.stdout, flush=True)

@@ -1,0 +1,51 @@
+"""The ``r1lit`` command: LightningCLI over GRPOModule and MathDataModule.
+
+``r1lit fit --config configs/qwen0.5b.yaml``; ``r1lit fit --help`` explains every argument from the docstrings;
+``--print_config`` shows the full resolved config. Components are named by ``class_path``; r1lit's own classes
+can be named by their short name (``class_path: AccuracyReward``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from lightning.pytorch.cli import LightningCLI
+
+# Imported so that their short class names resolve in YAML.
+import r1lit.callbacks  # noqa: F401
+import r1lit.data  # noqa: F401
+import r1lit.losses  # noqa: F401
+import r1lit.rewards  # noqa: F401
+import r1lit.rollout  # noqa: F401
+from r1lit.checks import ConfigError, check_batch_layout
+from r1lit.data import MathDataModule
+from r1lit.module import GRPOModule
+
+
+class R1LitCLI(LightningCLI):
+    """Links the settings written once (model path → tokenizer) and checks combinations before anything loads."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.model_name_or_path", "data.tokenizer")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
+        except ConfigError as error:
+            self.parser.error(str(error))
+
+
+def main(args: list[str] | None = None) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    R1LitCLI(
+        GRPOModule,
+        MathDataModule,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

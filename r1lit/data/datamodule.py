@@ -1,0 +1,125 @@
+"""MathDataModule: problems → prompt token ids, with gold answers checked before training starts."""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from r1lit.data.prompts import ChatPrompt, PromptTemplate
+from r1lit.data.sources import ProblemSource
+from r1lit.models import load_tokenizer
+from r1lit.rewards.verifier import SafeVerifier
+
+
+class MathDataModule(L.LightningDataModule):
+    """Loads problems from a source, renders prompts, drops those over ``max_prompt_length`` tokens and rejects gold
+    answers that math-verify cannot parse (they could never be rewarded correctly). Batches are lists of prompts;
+    the module samples G completions for each.
+    """
+
+    def __init__(
+        self,
+        source: ProblemSource,
+        tokenizer: str,
+        prompt: PromptTemplate = lazy_instance(ChatPrompt),
+        batch_size: int = 8,
+        max_prompt_length: int = 256,
+        val_size: int = 0,
+        seed: int = 42,
+        check_gold: bool = True,
+        num_workers: int = 0,
+    ):
+        """
+        Args:
+            source: where problems come from (``DatasetSource`` for hub ids and local files, ``ArithmeticSource``).
+            tokenizer: tokenizer name or path; the CLI links it to ``model.model_name_or_path``.
+            prompt: how a problem becomes prompt text (``ChatPrompt`` with the R1-Zero system prompt, or ``PlainPrompt``).
+            batch_size: prompts per training step per rank; each yields ``num_generations`` completions.
+            max_prompt_length: prompts longer than this many tokens are dropped (and counted).
+            val_size: problems held out for validation (0 = none).
+            seed: seed of the train/validation split and of the shuffle order.
+            check_gold: parse every gold answer with math-verify at load time and drop the ones that fail.
+            num_workers: DataLoader worker processes.
+        """
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if max_prompt_length < 1 or val_size < 0:
+            raise ValueError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
+        self.source, self.tokenizer_name, self.prompt = source, tokenizer, prompt
+        self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
+        self.seed, self.check_gold, self.num_workers = seed, check_gold, num_workers
+        self.train_set: list[dict] | None = None
+        self.val_set: list[dict] = []
+        self.stats: dict[str, int] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        tokenizer = load_tokenizer(self.tokenizer_name)
+        records = self.source.load()
+        if not records:
+            raise ValueError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
+        stats = {"loaded": len(records), "no_answer": 0, "unparsable_gold": 0, "too_long": 0}
+        kept = []
+        for record in records:
+            if record["answer"] is None or not str(record["problem"]).strip():
+                stats["no_answer"] += 1
+            else:
+                kept.append(record)
+        if self.check_gold and kept:
+            verifier = SafeVerifier(batch_timeout=max(60.0, len(kept) / 50))
+            try:
+                parses = verifier.run([(None, r["answer"]) for r in kept])
+            finally:
+                verifier.close()
+            stats["unparsable_gold"] = sum(ok == 0.0 for ok in parses)
+            kept = [r for r, ok in zip(kept, parses) if ok == 1.0]
+        examples = []
+        for record in kept:
+            text = self.prompt.render(record["problem"], tokenizer)
+            ids = tokenizer(text, add_special_tokens=self.prompt.add_special_tokens)["input_ids"]
+            if len(ids) > self.max_prompt_length:
+                stats["too_long"] += 1
+                continue
+            examples.append({"problem": record["problem"], "answer": record["answer"], "prompt": text, "prompt_ids": ids})
+        stats["kept"] = len(examples)
+        self.stats = stats
+        rank_zero_info(
+            f"[r1lit] {self.source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
+            f"{stats['unparsable_gold']} with unparsable gold, {stats['too_long']} over {self.max_prompt_length} "
+            f"prompt tokens, {stats['kept']} kept"
+        )
+        if not examples:
+            raise ValueError(
+                f"no usable problems left from {self.source.describe()} ({stats}); check the field names, "
+                "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths"
+            )
+        random.Random(self.seed).shuffle(examples)
+        if self.val_size >= len(examples):
+            raise ValueError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
+        self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
+        if len(self.train_set) < self.batch_size:
+            raise ValueError(
+                f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
+            collate_fn=collate, num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)
+
+
+def collate(examples: list[dict]) -> dict[str, list]:
+    """A batch is a dict of lists (B entries each): problem, answer, prompt, prompt_ids."""
+    return {key: [e[key] for e in examples] for key in examples[0]}

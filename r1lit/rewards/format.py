@@ -1,0 +1,44 @@
+"""The R1-Zero format reward: ``<think> … </think> <answer> … </answer>`` and nothing else."""
+
+from __future__ import annotations
+
+import re
+
+from r1lit.rewards.base import Reward
+
+STRICT_FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+class FormatReward(Reward):
+    """1.0 when the completion matches the seed's strict pattern ``^<think>.*?</think>\\s*<answer>.*?</answer>$``.
+
+    When the prompt itself ends with ``<think>`` (the plain R1-Zero template, or a chat prompt with the tag
+    pre-filled), that opening tag counts as the completion's first token, as the model sees it.
+    With ``partial_credit``, a completion that fails the strict pattern earns ``partial_credit / 4`` for each of
+    the four tags it contains exactly once: a learning signal for small models that rarely hit the full format.
+    """
+
+    def __init__(self, weight: float = 1.0, name: str | None = None, partial_credit: float = 0.0):
+        """
+        Args:
+            weight: factor applied to this reward before rewards are summed.
+            name: metrics key; defaults to ``format``.
+            partial_credit: most a completion failing the strict pattern can earn from its tags (0 = strict only).
+        """
+        super().__init__(weight=weight, name=name)
+        if not 0.0 <= partial_credit < 1.0:
+            raise ValueError(f"partial_credit must be in [0, 1), got {partial_credit}")
+        self.partial_credit = partial_credit
+
+    def __call__(self, prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:
+        scores = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            text = "<think>" + completion if prompt.rstrip().endswith("<think>") else completion
+            if STRICT_FORMAT.match(text.strip()):
+                scores.append(1.0)
+            elif self.partial_credit:
+                scores.append(self.partial_credit / 4 * sum(text.count(tag) == 1 for tag in TAGS))
+            else:
+                scores.append(0.0)
+        return scores

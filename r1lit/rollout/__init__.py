@@ -1,0 +1,7 @@
+"""Generation: the Rollout container, the engine interface and its engines."""
+
+from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.hf import HFEngine
+from r1lit.rollout.types import Rollout, SamplingConfig
+
+__all__ = ["Rollout", "RolloutEngine", "HFEngine", "SamplingConfig"]

@@ -1,0 +1,100 @@
+"""Rollouts with the policy's own ``generate``: the engine for CPU, tests, and machines without vLLM."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.types import Rollout, SamplingConfig, completion_mask_from_eos, left_pad
+
+
+def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
+    """Every token id that ends a completion: the generation config's EOS ids plus the tokenizer's."""
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(gen_eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer names an EOS token; set tokenizer.eos_token")
+    return sorted(ids)
+
+
+class HFEngine(RolloutEngine):
+    """Samples with ``policy.generate`` on the policy's own weights, so there is nothing to push after a step.
+
+    Sampler log-probs are not returned: they would be the policy's own log-probs, which the loss computes anyway.
+    """
+
+    def __init__(self, max_batch_size: int | None = None):
+        """
+        Args:
+            max_batch_size: most prompts passed to one ``generate`` call (each expands to G sequences);
+                None generates the whole batch at once. Lower it to bound the KV cache's memory.
+        """
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
+        self.max_batch_size = max_batch_size
+        self.model: nn.Module | None = None
+        self.tokenizer = None
+
+    def bind(self, policy: nn.Module, tokenizer) -> None:
+        self.model, self.tokenizer = policy, tokenizer
+        self.eos_ids = eos_token_ids(policy, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
+        if self.model is None:
+            raise RuntimeError("HFEngine.generate called before bind(policy, tokenizer)")
+        model = self.model
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        step = self.max_batch_size or len(prompt_ids)
+        chunks = []
+        try:
+            for start in range(0, len(prompt_ids), step):
+                ids, mask = left_pad(prompt_ids[start:start + step], self.pad_id)  # [b, P]
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    do_sample=True,
+                    num_return_sequences=n,
+                    max_new_tokens=sampling.max_tokens,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k or None,
+                    min_p=sampling.min_p or None,
+                    repetition_penalty=sampling.repetition_penalty,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=self.pad_id,
+                    use_cache=True,
+                )  # [b*n, P + c]
+                chunks.append(out[:, ids.shape[1]:].cpu())  # [b*n, c]
+        finally:
+            model.train(was_training)
+        width = max(c.shape[1] for c in chunks)
+        completion_ids = torch.cat(
+            [torch.nn.functional.pad(c, (0, width - c.shape[1]), value=self.pad_id) for c in chunks]
+        )  # [N, C]
+        completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
+        completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_id)
+        texts = self.tokenizer.batch_decode(
+            [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
+        )
+        repeated = [p for p in prompt_ids for _ in range(n)]
+        p_ids, p_mask = left_pad(repeated, self.pad_id)  # [N, P]
+        return Rollout(
+            prompt_ids=p_ids,
+            prompt_mask=p_mask,
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            texts=texts,
+            truncated=truncated,
+            num_generations=n,
+        )
