@@ -162,7 +162,7 @@ class GRPOModule(L.LightningModule):
             "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
             "loss": stats["loss"],
             "grad_norm": stats["grad_norm"],
-            "lr": self.optimizers().param_groups[0]["lr"],
+            "lr": stats["lr"],
             "step_time": done - start,
             "time/generate": generated - start,
             "time/score": scored - generated,
@@ -209,11 +209,12 @@ class GRPOModule(L.LightningModule):
                 total_loss += float(loss.detach())
                 total = total + stats
             grad_norm = self._clip_gradients()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
         return {
-            "loss": total_loss, "grad_norm": grad_norm, "kl": total.mean("kl"),
+            "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
         }
 

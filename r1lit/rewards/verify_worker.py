@@ -19,7 +19,8 @@ def check(prediction: str | None, gold: str, timeout: int) -> float:
     from r1lit.rewards.answers import as_latex
 
     config = [LatexExtractionConfig()]  # never ExprExtractionConfig: it runs sympy's parse_expr (Python eval)
-    gold_parsed = parse(as_latex(gold), config, parsing_timeout=timeout)
+    # Gold must parse to a maths object: with the string fallback, any gold would "parse".
+    gold_parsed = parse(as_latex(gold), config, fallback_mode="no_fallback", parsing_timeout=timeout)
     if prediction is None:
         return 1.0 if gold_parsed else 0.0
     pred_parsed = parse(as_latex(prediction), config, parsing_timeout=timeout)

@@ -1,0 +1,17 @@
+"""A user's own reward, living outside r1lit and named by its full class_path in YAML (as a user would)."""
+
+from r1lit.rewards import Reward
+
+
+class LengthReward(Reward):
+    """Prefers short completions: 1 / (1 + characters). Gives random tiny models a reward spread to learn from."""
+
+    def __call__(self, prompts, completions, answers):
+        return [1.0 / (1.0 + len(c)) for c in completions]
+
+
+class BrokenReward(Reward):
+    """Raises like a reward with a bug would."""
+
+    def __call__(self, prompts, completions, answers):
+        raise KeyError("solution")

@@ -1,0 +1,173 @@
+"""The ``r1lit`` command end to end on a tiny model, the shipped configs, and the errors bad input gets."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from r1lit.cli import R1LitCLI, main
+from r1lit.data import MathDataModule
+from r1lit.module import GRPOModule
+from r1lit.rewards.scoring import RewardError
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def tiny_config(tmp_path: Path, model_dir: Path, **overrides) -> dict:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 3,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "limit_val_batches": 0,
+            "log_every_n_steps": 1,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
+            },
+            "callbacks": [
+                {"class_path": "PrintGroups", "init_args": {"every_n_steps": 1, "max_groups": 1}},
+                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
+            ],
+        },
+        "model": {
+            "model_name_or_path": str(model_dir),
+            "rewards": [
+                {"class_path": "AccuracyReward"},
+                {"class_path": "FormatReward", "init_args": {"partial_credit": 0.5}},
+                {"class_path": "custom_rewards.LengthReward"},
+            ],
+            "loss": {"class_path": "GRPOLoss", "init_args": {"beta": 0.04}},
+            "sampling": {"max_tokens": 16},
+            "num_generations": 4,
+            "micro_batch_size": 4,
+            "learning_rate": 1e-3,
+        },
+        "data": {"source": {"class_path": "ArithmeticSource", "init_args": {"num_problems": 32}}, "batch_size": 2},
+    }
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return config
+
+
+def write_config(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+EXPECTED_TAGS = [
+    "reward", "reward_std", "frac_reward_zero_std", "kl", "loss", "lr", "step_time", "grad_norm",
+    "completions/mean_length", "completions/clipped_ratio", "clip_ratio/region_mean",
+    "time/generate", "time/score", "time/optimise",
+    *(f"rewards/{name}/{stat}" for name in ("accuracy", "format", "length") for stat in ("mean", "std")),
+]
+
+
+@pytest.mark.slow
+def test_three_step_fit_through_the_console_script(tmp_path, tiny_model_dir):
+    """The README's path on a tiny model: finite loss, changed weights, every promised tag, a checkpoint."""
+    config = write_config(tmp_path, tiny_config(tmp_path, tiny_model_dir))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    script = Path(sys.executable).parent / "r1lit"
+    result = subprocess.run([str(script), "fit", "--config", str(config)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Question:" in result.stdout and "--- answer 3" in result.stdout  # the seed-style group printing
+
+    run_dir = tmp_path / "runs" / "tiny" / "version_0"
+    logged = scalars(run_dir)
+    missing = [tag for tag in EXPECTED_TAGS if tag not in logged]
+    assert not missing, f"missing TensorBoard tags: {missing}"
+    assert len(logged["reward"]) == 3
+    assert all(math.isfinite(v) for v in logged["loss"] + logged["kl"])
+    assert logged["lr"][0] == pytest.approx(1e-3)
+
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert any(c.name == "last.ckpt" for c in checkpoints), checkpoints
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 3
+    assert not any(k.startswith("_ref") or k.startswith("ref") for k in state["state_dict"])  # the reference is not saved
+    from transformers import AutoModelForCausalLM
+
+    initial = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    trained = {k.removeprefix("policy."): v for k, v in state["state_dict"].items()}
+    changed = [k for k, v in initial.items() if k in trained and not torch.equal(v, trained[k])]
+    assert len(changed) > len(initial) // 2, "training did not change the weights"
+
+
+class _ParseOnly(R1LitCLI):
+    """Parses and checks a config against the real signatures without loading any model."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_parses(path):
+    cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(path)])
+    assert cli.config.model.num_generations >= 2
+    assert cli.config.data.tokenizer == cli.config.model.model_name_or_path  # written once, linked
+
+
+def test_help_explains_arguments_from_docstrings(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "G, completions sampled per problem" in text
+    assert "prompts per training step per rank" in text
+
+
+def _expect_parse_error(capsys, tmp_path, config) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(write_config(tmp_path, config))])
+    assert exit_info.value.code != 0
+    return capsys.readouterr().err
+
+
+def test_batch_not_divisible_names_the_fix(capsys, tmp_path, tiny_model_dir):
+    err = _expect_parse_error(capsys, tmp_path, tiny_config(tmp_path, tiny_model_dir, **{"model.micro_batch_size": 3}))
+    assert "model.micro_batch_size=3 does not divide" in err and "[1, 2, 4, 8]" in err
+
+
+def test_unknown_reward_class_is_a_parse_error(capsys, tmp_path, tiny_model_dir):
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["model"]["rewards"] = [{"class_path": "AccuracyRewardd"}]
+    err = _expect_parse_error(capsys, tmp_path, config)
+    assert "AccuracyRewardd" in err
+
+
+def test_misspelt_reward_argument_is_a_parse_error(capsys, tmp_path, tiny_model_dir):
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["model"]["rewards"] = [{"class_path": "FormatReward", "init_args": {"partial_credits": 0.5}}]
+    assert "partial_credits" in _expect_parse_error(capsys, tmp_path, config)
+
+
+def test_a_raising_reward_stops_with_its_name(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["model"]["rewards"] = [{"class_path": "custom_rewards.BrokenReward"}]
+    with pytest.raises(RewardError, match=r"(?s)reward 'broken' \(BrokenReward\) raised KeyError.*model.rewards"):
+        main(["fit", "--config", str(write_config(tmp_path, config))])
