@@ -18,7 +18,6 @@ from typing import Literal
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
 from torch import Tensor
 
 from r1lit.checks import check_batch_layout
@@ -38,8 +37,8 @@ class GRPOModule(L.LightningModule):
         self,
         model_name_or_path: str,
         rewards: list[Reward],
-        loss: GRPOLoss = lazy_instance(GRPOLoss),
-        engine: RolloutEngine = lazy_instance(HFEngine),
+        loss: GRPOLoss | None = None,
+        engine: RolloutEngine | None = None,
         sampling: SamplingConfig = SamplingConfig(),
         num_generations: int = 16,
         scale_rewards: Literal["group", "batch", "none"] = "group",
@@ -58,9 +57,9 @@ class GRPOModule(L.LightningModule):
         Args:
             model_name_or_path: policy to train: hub id, local folder, or ``embedded:smollm2-135m-instruct``.
             rewards: rule-based rewards, summed with their weights (``AccuracyReward``, ``FormatReward``, your own).
-            loss: the objective and its weighting: ``GRPOLoss``, ``BNPOLoss``, ``DrGRPOLoss`` or ``DAPOLoss``; its
-                ``beta`` > 0 adds the KL penalty and keeps a frozen reference copy.
-            engine: generates the completions (``HFEngine`` = the policy's own generate).
+            loss: the objective and its weighting: ``GRPOLoss`` (None = its defaults), ``BNPOLoss``, ``DrGRPOLoss`` or
+                ``DAPOLoss``; its ``beta`` > 0 adds the KL penalty and keeps a frozen reference copy.
+            engine: generates the completions; None = ``HFEngine``, the policy's own generate.
             sampling: temperature, top_p, top_k, min_p, repetition_penalty and max_tokens (the max completion length).
             num_generations: G, completions sampled per problem.
             scale_rewards: divide centred rewards by the group's std (``group``, GRPO), the batch's std (``batch``)
@@ -84,7 +83,9 @@ class GRPOModule(L.LightningModule):
         if num_iterations < 1 or micro_batch_size < 1:
             raise ValueError("model.num_iterations and model.micro_batch_size must be >= 1")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling"])
-        self.rewards, self.loss, self.engine, self.sampling = list(rewards), loss, engine, sampling
+        self.rewards, self.sampling = list(rewards), sampling
+        self.loss = loss if loss is not None else GRPOLoss()
+        self.engine = engine if engine is not None else HFEngine()
         self.num_generations, self.scale_rewards = num_generations, scale_rewards
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.logprob_chunk_rows = logprob_chunk_rows
@@ -93,7 +94,7 @@ class GRPOModule(L.LightningModule):
         if gradient_checkpointing:
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.
-        self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if loss.beta > 0 else []
+        self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if self.loss.beta > 0 else []
 
     @property
     def ref_model(self) -> torch.nn.Module | None:

@@ -6,7 +6,6 @@ import random
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
@@ -26,7 +25,7 @@ class MathDataModule(L.LightningDataModule):
         self,
         source: ProblemSource,
         tokenizer: str,
-        prompt: PromptTemplate = lazy_instance(ChatPrompt),
+        prompt: PromptTemplate | None = None,
         batch_size: int = 8,
         max_prompt_length: int = 256,
         val_size: int = 0,
@@ -38,7 +37,8 @@ class MathDataModule(L.LightningDataModule):
         Args:
             source: where problems come from (``DatasetSource`` for hub ids and local files, ``ArithmeticSource``).
             tokenizer: tokenizer name or path; the CLI links it to ``model.model_name_or_path``.
-            prompt: how a problem becomes prompt text (``ChatPrompt`` with the R1-Zero system prompt, or ``PlainPrompt``).
+            prompt: how a problem becomes prompt text: ``ChatPrompt`` (None = its defaults: the R1-Zero system prompt
+                through the chat template) or ``PlainPrompt`` for base models.
             batch_size: prompts per training step per rank; each yields ``num_generations`` completions.
             max_prompt_length: prompts longer than this many tokens are dropped (and counted).
             val_size: problems held out for validation (0 = none).
@@ -51,7 +51,8 @@ class MathDataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_prompt_length < 1 or val_size < 0:
             raise ValueError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
-        self.source, self.tokenizer_name, self.prompt = source, tokenizer, prompt
+        self.source, self.tokenizer_name = source, tokenizer
+        self.prompt = prompt if prompt is not None else ChatPrompt()
         self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
         self.seed, self.check_gold, self.num_workers = seed, check_gold, num_workers
         self.train_set: list[dict] | None = None
