@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from r1lit.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A combination of settings that cannot run."""
+__all__ = ["ConfigError", "check_batch_layout"]
 
 
 def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: int) -> None:

@@ -8,6 +8,8 @@ can be named by their short name (``class_path: AccuracyReward``).
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -19,6 +21,7 @@ import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
 from r1lit.checks import ConfigError, check_batch_layout
 from r1lit.data import MathDataModule
+from r1lit.errors import R1LitError
 from r1lit.module import GRPOModule
 
 
@@ -37,14 +40,22 @@ class R1LitCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``r1lit`` console script. Errors in the user's settings or data end the run with their
+    message (and, for a failing reward, the reward's own traceback) instead of a trainer stack trace."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    R1LitCLI(
-        GRPOModule,
-        MathDataModule,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
-        args=args,
-    )
+    try:
+        R1LitCLI(
+            GRPOModule,
+            MathDataModule,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
+            args=args,
+        )
+    except R1LitError as error:
+        if error.__cause__ is not None:
+            traceback.print_exception(error.__cause__)
+        print(f"r1lit: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

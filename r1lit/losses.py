@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from r1lit.errors import ConfigError
+
 __all__ = [
     "group_advantages",
     "selective_log_softmax",
@@ -124,9 +126,9 @@ class GRPOLoss:
             beta: weight of the k3 KL penalty to the frozen reference model; 0 means no reference is kept.
         """
         if epsilon <= 0 or (epsilon_high is not None and epsilon_high <= 0):
-            raise ValueError(f"clip ranges must be positive, got epsilon={epsilon}, epsilon_high={epsilon_high}")
+            raise ConfigError(f"clip ranges must be positive, got epsilon={epsilon}, epsilon_high={epsilon_high}")
         if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+            raise ConfigError(f"beta must be >= 0, got {beta}")
         self.epsilon = epsilon
         self.epsilon_high = epsilon if epsilon_high is None else epsilon_high
         self.beta = beta

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from r1lit.checks import check_batch_layout
+from r1lit.errors import ConfigError
 from r1lit.losses import GRPOLoss, LossStats, cosine_with_warmup, group_advantages, selective_log_softmax
 from r1lit.models import load_policy, load_tokenizer
 from r1lit.rewards.base import Reward
@@ -78,10 +79,10 @@ class GRPOModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         if not rewards:
-            raise ValueError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
+            raise ConfigError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
         check_batch_layout(1, num_generations, 1)
         if num_iterations < 1 or micro_batch_size < 1:
-            raise ValueError("model.num_iterations and model.micro_batch_size must be >= 1")
+            raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
@@ -113,9 +114,9 @@ class GRPOModule(L.LightningModule):
             self.ref_model.to(self.device)
         self.policy.train()
 
-    def on_fit_end(self) -> None:
+    def teardown(self, stage: str) -> None:
         for reward in self.rewards:
-            reward.close()
+            reward.close()  # worker processes; they start again if the rewards are used again
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

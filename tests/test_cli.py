@@ -13,7 +13,6 @@ import yaml
 from r1lit.cli import R1LitCLI, main
 from r1lit.data import MathDataModule
 from r1lit.module import GRPOModule
-from r1lit.rewards.scoring import RewardError
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -165,9 +164,33 @@ def test_misspelt_reward_argument_is_a_parse_error(capsys, tmp_path, tiny_model_
     assert "partial_credits" in _expect_parse_error(capsys, tmp_path, config)
 
 
-def test_a_raising_reward_stops_with_its_name(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.syspath_prepend(str(TESTS))
+def test_a_raising_reward_stops_with_its_name_and_traceback(capsys, tmp_path, tiny_model_dir):
     config = tiny_config(tmp_path, tiny_model_dir)
     config["model"]["rewards"] = [{"class_path": "custom_rewards.BrokenReward"}]
-    with pytest.raises(RewardError, match=r"(?s)reward 'broken' \(BrokenReward\) raised KeyError.*model.rewards"):
-        main(["fit", "--config", str(write_config(tmp_path, config))])
+    err = _expect_parse_error(capsys, tmp_path, config)
+    assert "r1lit: error: reward 'broken' (BrokenReward) raised KeyError" in err and "model.rewards" in err
+    assert 'raise KeyError("solution")' in err  # the reward's own traceback, to find the bug
+
+
+def test_missing_dataset_field_is_one_clear_error(capsys, tmp_path, tiny_model_dir):
+    data = tmp_path / "problems.jsonl"
+    data.write_text('{"question": "1+1?", "final": "2"}\n')
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["data"]["source"] = {"class_path": "DatasetSource", "init_args": {"path": str(data), "preset": "math"}}
+    err = _expect_parse_error(capsys, tmp_path, config)
+    assert "r1lit: error:" in err and "no column 'problem'" in err and "problem_field" in err
+    assert "Traceback" not in err
+
+
+def test_empty_dataset_is_one_clear_error(capsys, tmp_path, tiny_model_dir):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["data"]["source"] = {"class_path": "DatasetSource", "init_args": {"path": str(data), "preset": "math"}}
+    assert "is empty" in _expect_parse_error(capsys, tmp_path, config)
+
+
+def test_validate_subcommand_logs_validation_reward(capsys, tmp_path, tiny_model_dir):
+    config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.limit_val_batches": 1.0, "data.val_size": 4})
+    main(["validate", "--config", str(write_config(tmp_path, config))])
+    assert "val/reward" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import pytest
 from r1lit.data import ArithmeticSource, ChatPrompt, DatasetSource, MathDataModule, PlainPrompt
 from r1lit.data.arithmetic import eval_left_to_right_with_precedence
 from r1lit.data.prompts import R1_ZERO_SYSTEM_PROMPT
+from r1lit.errors import DataError
 
 
 def write_jsonl(path, rows):
@@ -59,7 +60,7 @@ def test_empty_and_missing_files_fail_clearly(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError, match="is empty"):
         DatasetSource(str(empty), preset="math").load()
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(DataError, match="no such file"):
         DatasetSource(str(tmp_path / "absent.jsonl"), preset="math").load()
 
 

@@ -7,6 +7,8 @@ import sys
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from r1lit.errors import ConfigError
+
 
 class PrintGroups(L.Callback):
     """Every ``every_n_steps`` training steps, rank 0 prints each group: the original question, the gold answer,
@@ -20,7 +22,7 @@ class PrintGroups(L.Callback):
             max_chars: cut each completion after this many characters (None = whole).
         """
         if every_n_steps < 0:
-            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+            raise ConfigError(f"every_n_steps must be >= 0, got {every_n_steps}")
         self.every_n_steps, self.max_groups, self.max_chars = every_n_steps, max_groups, max_chars
 
     @rank_zero_only

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from r1lit.data.sources import ProblemSource
+from r1lit.errors import ConfigError
 
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 _PHRASES = ("What is {expr}?", "Compute {expr}.", "Calculate {expr}.", "Find the value of {expr}.")
@@ -29,9 +30,9 @@ class ArithmeticSource(ProblemSource):
         """
         bad = set(operations) - set(_OPS)
         if not operations or bad:
-            raise ValueError(f"operations must be a non-empty subset of '+-*', got {operations!r}")
+            raise ConfigError(f"operations must be a non-empty subset of '+-*', got {operations!r}")
         if num_problems < 1 or max_operand < 1 or num_operands < 2:
-            raise ValueError("num_problems >= 1, max_operand >= 1 and num_operands >= 2 are required")
+            raise ConfigError("num_problems >= 1, max_operand >= 1 and num_operands >= 2 are required")
         self.num_problems, self.max_operand = num_problems, max_operand
         self.operations, self.num_operands, self.seed = operations, num_operands, seed
 

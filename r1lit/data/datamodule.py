@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
 from r1lit.data.sources import ProblemSource
+from r1lit.errors import ConfigError, DataError
 from r1lit.models import load_tokenizer
 from r1lit.rewards.verifier import SafeVerifier
 
@@ -48,9 +49,9 @@ class MathDataModule(L.LightningDataModule):
         """
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_prompt_length < 1 or val_size < 0:
-            raise ValueError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
+            raise ConfigError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
         self.source, self.tokenizer_name = source, tokenizer
         self.prompt = prompt if prompt is not None else ChatPrompt()
         self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
@@ -65,7 +66,7 @@ class MathDataModule(L.LightningDataModule):
         tokenizer = load_tokenizer(self.tokenizer_name)
         records = self.source.load()
         if not records:
-            raise ValueError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
+            raise DataError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
         stats = {"loaded": len(records), "no_answer": 0, "unparsable_gold": 0, "too_long": 0}
         kept = []
         for record in records:
@@ -97,16 +98,16 @@ class MathDataModule(L.LightningDataModule):
             f"prompt tokens, {stats['kept']} kept"
         )
         if not examples:
-            raise ValueError(
+            raise DataError(
                 f"no usable problems left from {self.source.describe()} ({stats}); check the field names, "
                 "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths"
             )
         random.Random(self.seed).shuffle(examples)
         if self.val_size >= len(examples):
-            raise ValueError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
+            raise DataError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
         self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
         if len(self.train_set) < self.batch_size:
-            raise ValueError(
+            raise DataError(
                 f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
             )
 

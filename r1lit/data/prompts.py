@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from r1lit.errors import ConfigError
+
 R1_ZERO_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The assistant "
     "first thinks about the reasoning process in the mind and then provides the user with the answer. The reasoning "
@@ -38,7 +40,7 @@ class ChatPrompt(PromptTemplate):
 
     def render(self, problem: str, tokenizer) -> str:
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 "the tokenizer has no chat template; use `prompt: {class_path: PlainPrompt}` for base models"
             )
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []

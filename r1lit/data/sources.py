@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from r1lit.errors import ConfigError, DataError
 from r1lit.rewards.answers import gsm8k_answer, last_boxed
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -72,7 +73,7 @@ class DatasetSource(ProblemSource):
         problem_field = problem_field or (base.problem_field if base else None)
         answer_field = answer_field or (base.answer_field if base else None)
         if not problem_field or not answer_field:
-            raise ValueError(
+            raise ConfigError(
                 f"DatasetSource({path!r}) needs a preset (math, gsm8k, numina) or both problem_field and answer_field"
             )
         extract = base.extract if base and answer_field == base.answer_field else _as_is
@@ -83,7 +84,7 @@ class DatasetSource(ProblemSource):
         table = self._load_table()
         missing = [f for f in (self.fields.problem_field, self.fields.answer_field) if f not in table.column_names]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: no column {', '.join(repr(m) for m in missing)}; its columns are {table.column_names}. "
                 "Set data.source.init_args.problem_field / answer_field, or pick the matching preset."
             )
@@ -101,12 +102,12 @@ class DatasetSource(ProblemSource):
         ext = os.path.splitext(self.path)[1].lower()
         if os.path.exists(self.path):
             if ext not in LOCAL_FORMATS:
-                raise ValueError(f"{self.path}: unknown file type {ext!r}; use one of {sorted(LOCAL_FORMATS)}")
+                raise DataError(f"{self.path}: unknown file type {ext!r}; use one of {sorted(LOCAL_FORMATS)}")
             if os.path.getsize(self.path) == 0:
-                raise ValueError(f"{self.path} is empty: it holds no problems")
+                raise DataError(f"{self.path} is empty: it holds no problems")
             return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train")
         if ext in LOCAL_FORMATS:
-            raise FileNotFoundError(f"{self.path}: no such file (a path ending in {ext} is read as a local file)")
+            raise DataError(f"{self.path}: no such file (a path ending in {ext} is read as a local file)")
         return datasets.load_dataset(self.path, self.name, split=self.split)
 
     def describe(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from r1lit.errors import ConfigError
 from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.verifier import SafeVerifier
@@ -37,7 +38,7 @@ class AccuracyReward(Reward):
         """
         super().__init__(weight=weight, name=name)
         if max_answer_chars < 1:
-            raise ValueError(f"max_answer_chars must be >= 1, got {max_answer_chars}")
+            raise ConfigError(f"max_answer_chars must be >= 1, got {max_answer_chars}")
         self.max_answer_chars = max_answer_chars
         self.verifier = SafeVerifier(num_workers, item_timeout, batch_timeout, memory_limit_mb)
 

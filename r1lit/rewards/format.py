@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from r1lit.errors import ConfigError
 from r1lit.rewards.base import Reward
 
 STRICT_FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)
@@ -28,7 +29,7 @@ class FormatReward(Reward):
         """
         super().__init__(weight=weight, name=name)
         if not 0.0 <= partial_credit < 1.0:
-            raise ValueError(f"partial_credit must be in [0, 1), got {partial_credit}")
+            raise ConfigError(f"partial_credit must be in [0, 1), got {partial_credit}")
         self.partial_credit = partial_credit
 
     def __call__(self, prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:

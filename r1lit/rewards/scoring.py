@@ -6,11 +6,10 @@ import math
 
 import torch
 
+from r1lit.errors import RewardError
 from r1lit.rewards.base import Reward
 
-
-class RewardError(RuntimeError):
-    """A reward raised or returned something other than one finite float per completion."""
+__all__ = ["RewardError", "score_completions"]
 
 
 def score_completions(rewards: list[Reward], prompts: list[str], completions: list[str], answers: list[str]) -> torch.Tensor:

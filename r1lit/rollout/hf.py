@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.types import Rollout, SamplingConfig, completion_mask_from_eos, left_pad
 
@@ -20,7 +21,7 @@ def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     if not ids:
-        raise ValueError("neither the model's generation config nor the tokenizer names an EOS token; set tokenizer.eos_token")
+        raise ConfigError("neither the model's generation config nor the tokenizer names an EOS token; set tokenizer.eos_token")
     return sorted(ids)
 
 
@@ -37,7 +38,7 @@ class HFEngine(RolloutEngine):
                 None generates the whole batch at once. Lower it to bound the KV cache's memory.
         """
         if max_batch_size is not None and max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
+            raise ConfigError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
         self.max_batch_size = max_batch_size
         self.model: nn.Module | None = None
         self.tokenizer = None

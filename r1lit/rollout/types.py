@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from r1lit.errors import ConfigError
+
 
 @dataclass
 class SamplingConfig:
@@ -27,11 +29,11 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError(f"sampling.temperature must be > 0 for RL sampling, got {self.temperature}")
+            raise ConfigError(f"sampling.temperature must be > 0 for RL sampling, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
-            raise ValueError(f"sampling.max_tokens must be >= 1, got {self.max_tokens}")
+            raise ConfigError(f"sampling.max_tokens must be >= 1, got {self.max_tokens}")
 
 
 @dataclass

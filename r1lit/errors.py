@@ -1,0 +1,17 @@
+"""Errors that mean "your settings or data need a change": the CLI prints them without a stack trace."""
+
+
+class R1LitError(Exception):
+    """A problem with the user's settings, data or components; the message says how to fix it."""
+
+
+class ConfigError(R1LitError, ValueError):
+    """Settings that cannot run, alone or in combination."""
+
+
+class DataError(R1LitError, ValueError):
+    """A dataset that is missing, empty, or lacks the fields asked for."""
+
+
+class RewardError(R1LitError, RuntimeError):
+    """A reward raised, or returned something other than one finite float per completion."""
