@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -28,6 +29,8 @@ __all__ = [
     "BNPOLoss",
     "DAPOLoss",
     "DrGRPOLoss",
+    "ImportanceSampling",
+    "sampling_mismatch",
     "cosine_with_warmup",
 ]
 
@@ -143,10 +146,17 @@ class GRPOLoss:
         return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0) / mask.shape[0]
 
     def __call__(
-        self, logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advantages: Tensor, weights: Tensor
+        self, logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advantages: Tensor, weights: Tensor,
+        is_weights: Tensor | None = None,
     ) -> tuple[Tensor, LossStats]:
-        """Loss of one micro-batch. logps/old_logps/ref_logps/weights: [n, C]; advantages: [n]."""
+        """Loss of one micro-batch. logps/old_logps/ref_logps/weights/is_weights: [n, C]; advantages: [n].
+
+        ``is_weights`` (importance-sampling correction for a sampler whose probabilities differ from the trainer's)
+        multiply the policy-gradient term only, not the KL penalty.
+        """
         per_token, low, high = clipped_surrogate(logps, old_logps, advantages, self.epsilon, self.epsilon_high)
+        if is_weights is not None:
+            per_token = per_token * is_weights
         weights = weights.detach() if weights.requires_grad else weights
         kl_sum = 0.0
         if self.beta > 0:
@@ -198,6 +208,46 @@ class DrGRPOLoss(GRPOLoss):
 
     def token_weights(self, mask: Tensor, max_completion_length: int, global_tokens: float, world_size: int) -> Tensor:
         return mask.float() / (mask.shape[0] * max_completion_length)
+
+
+class ImportanceSampling:
+    """Truncated importance sampling: reweights each token by min(π_trainer / π_sampler, cap).
+
+    The sampler (vLLM) and the trainer compute probabilities with different kernels and precisions, so samples are
+    slightly off-policy even at μ = 1; the ratio corrects for that and the cap bounds its variance.
+    """
+
+    def __init__(self, level: Literal["token", "sequence"] = "token", cap: float = 2.0):
+        """
+        Args:
+            level: ``token`` uses each token's ratio; ``sequence`` the product over the completion, for every token.
+            cap: ratios above this are truncated to it.
+        """
+        if level not in ("token", "sequence"):
+            raise ConfigError(f"importance_sampling.level must be 'token' or 'sequence', got {level!r}")
+        if cap <= 0:
+            raise ConfigError(f"importance_sampling.cap must be > 0, got {cap}")
+        self.level, self.cap = level, cap
+
+    def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
+        """trainer_logps/sampler_logps/mask: [N, C]. Returns detached weights [N, C], 0 on padding."""
+        log_ratio = (trainer_logps.detach() - sampler_logps) * mask
+        if self.level == "sequence":
+            log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
+        return torch.exp(log_ratio).clamp(max=self.cap) * mask
+
+
+def sampling_mismatch(trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> dict[str, float]:
+    """How far the sampler's log-probs are from the trainer's on the sampled tokens. Shapes [N, C]."""
+    mask = mask.bool()
+    diff = (trainer_logps.detach() - sampler_logps)[mask]
+    if diff.numel() == 0:
+        return {"logp_diff_mean": 0.0, "logp_diff_max": 0.0, "is_ratio_mean": 1.0}
+    return {
+        "logp_diff_mean": float(diff.abs().mean()),
+        "logp_diff_max": float(diff.abs().max()),
+        "is_ratio_mean": float(torch.exp(diff).mean()),
+    }
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

@@ -22,7 +22,15 @@ from torch import Tensor
 
 from r1lit.checks import check_batch_layout
 from r1lit.errors import ConfigError
-from r1lit.losses import GRPOLoss, LossStats, cosine_with_warmup, group_advantages, selective_log_softmax
+from r1lit.losses import (
+    GRPOLoss,
+    ImportanceSampling,
+    LossStats,
+    cosine_with_warmup,
+    group_advantages,
+    sampling_mismatch,
+    selective_log_softmax,
+)
 from r1lit.models import load_policy, load_tokenizer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
@@ -44,6 +52,7 @@ class GRPOModule(L.LightningModule):
         num_generations: int = 16,
         scale_rewards: Literal["group", "batch", "none"] = "group",
         num_iterations: int = 1,
+        importance_sampling: ImportanceSampling | None = None,
         micro_batch_size: int = 8,
         learning_rate: float = 3e-6,
         weight_decay: float = 0.0,
@@ -66,6 +75,8 @@ class GRPOModule(L.LightningModule):
             scale_rewards: divide centred rewards by the group's std (``group``, GRPO), the batch's std (``batch``)
                 or not at all (``none``, Dr. GRPO).
             num_iterations: μ, optimizer steps taken on each rollout.
+            importance_sampling: truncated importance-sampling correction for engines that return their own
+                log-probs (vLLM); None = no correction. Mismatch metrics are logged either way.
             micro_batch_size: completions per forward/backward; must divide data.batch_size × num_generations.
             learning_rate: peak learning rate of AdamW.
             weight_decay: AdamW weight decay.
@@ -83,12 +94,13 @@ class GRPOModule(L.LightningModule):
         check_batch_layout(1, num_generations, 1)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
-        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling"])
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
         self.num_generations, self.scale_rewards = num_generations, scale_rewards
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
+        self.importance_sampling = importance_sampling
         self.logprob_chunk_rows = logprob_chunk_rows
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path)
@@ -172,6 +184,9 @@ class GRPOModule(L.LightningModule):
         }
         if self.loss.beta > 0:
             metrics["kl"] = stats["kl"]
+        for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
+            if key in stats:  # the engine returned its own log-probs
+                metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
         for reward, row in zip(self.rewards, per_reward):
             metrics[f"rewards/{reward.name}/mean"] = row.mean()
             metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
@@ -191,6 +206,8 @@ class GRPOModule(L.LightningModule):
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
         slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
 
+        sampler = rollout.sampler_logprobs  # [N, C] or None
+        seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
         with torch.no_grad():
             if self.num_iterations > 1:
@@ -198,7 +215,7 @@ class GRPOModule(L.LightningModule):
             if self.ref_model is not None:
                 ref_logps = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
 
-        for _ in range(self.num_iterations):
+        for iteration in range(self.num_iterations):
             total_loss, total = 0.0, LossStats()
             for k, mb in enumerate(slices):
                 with self._no_sync(last=k == len(slices) - 1):
@@ -206,7 +223,15 @@ class GRPOModule(L.LightningModule):
                     logps = self._logps(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)  # [n, width]
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
                     ref = ref_logps[mb, :width] if ref_logps is not None else None
-                    loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width])
+                    is_weights = None
+                    if sampler is not None:
+                        sampled, m = sampler[mb, :width], mask[mb, :width]
+                        if iteration == 0:
+                            seen_trainer.append(old[m.bool()])
+                            seen_sampler.append(sampled[m.bool()])
+                        if self.importance_sampling is not None:
+                            is_weights = self.importance_sampling.weights(old, sampled, m)
+                    loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
                     self.manual_backward(loss)
                 total_loss += float(loss.detach())
                 total = total + stats
@@ -215,10 +240,14 @@ class GRPOModule(L.LightningModule):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-        return {
+        out = {
             "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
         }
+        if seen_trainer:
+            trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
+            out.update(sampling_mismatch(trainer_lp, sampler_lp, torch.ones_like(trainer_lp)))
+        return out
 
     def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
         """Per-token log-probs of the first ``width`` completion tokens. input_ids/attention: [n, P + C]. Returns [n, width]."""

@@ -164,3 +164,33 @@ def test_bad_loss_settings_fail_at_construction():
         GRPOLoss(epsilon=0)
     with pytest.raises(ValueError, match="beta"):
         GRPOLoss(beta=-1)
+
+
+def test_truncated_importance_sampling_by_hand():
+    from r1lit.losses import ImportanceSampling, sampling_mismatch
+
+    trainer = torch.log(torch.tensor([[0.5, 0.4, 0.9], [0.3, 0.3, 0.3]]))
+    sampler = torch.log(torch.tensor([[0.25, 0.4, 0.3], [0.3, 0.6, 0.3]]))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    # token ratios: [[2, 1, 3 -> cap 2.5], [1, 0.5, (pad)]]
+    token = ImportanceSampling("token", cap=2.5).weights(trainer, sampler, mask)
+    torch.testing.assert_close(token, torch.tensor([[2.0, 1.0, 2.5], [1.0, 0.5, 0.0]]))
+    # sequence ratios: 2 × 1 × 3 = 6 -> cap 2.5 on every token; 1 × 0.5 = 0.5
+    seq = ImportanceSampling("sequence", cap=2.5).weights(trainer, sampler, mask)
+    torch.testing.assert_close(seq, torch.tensor([[2.5, 2.5, 2.5], [0.5, 0.5, 0.0]]))
+    stats = sampling_mismatch(trainer, sampler, mask)
+    # |log 2|, 0, |log 3|, 0, |log 0.5| over 5 tokens
+    assert stats["logp_diff_mean"] == pytest.approx((2 * math.log(2) + math.log(3)) / 5)
+    assert stats["logp_diff_max"] == pytest.approx(math.log(3))
+    assert stats["is_ratio_mean"] == pytest.approx((2 + 1 + 3 + 1 + 0.5) / 5)
+
+
+def test_is_weights_scale_only_the_policy_gradient_term():
+    logps = torch.log(torch.full((1, 2), 0.5))
+    ref = torch.log(torch.full((1, 2), 0.25))
+    weights = torch.full((1, 2), 0.5)
+    is_w = torch.tensor([[2.0, 0.0]])
+    loss, _ = GRPOLoss(beta=0.1)(logps, logps.detach(), ref, torch.tensor([1.0]), weights, is_weights=is_w)
+    # surrogate per token = -A·ratio = -1, times IS [2, 0] -> [-2, 0]; plus 0.1·k3 on both; weighted by 0.5 each
+    k3 = 0.5 + math.log(2) - 1
+    assert float(loss) == pytest.approx(0.5 * (-2 + 0.1 * k3) + 0.5 * (0 + 0.1 * k3))

@@ -105,3 +105,39 @@ def test_hf_engine_returns_groups_in_order(tiny_model_dir, tiny_tokenizer):
                                           for r, m in zip(rollout.completion_ids, rollout.completion_mask)]
     with pytest.raises(ValueError, match="temperature"):
         SamplingConfig(temperature=0)
+
+
+def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_dir):
+    """Invariant: for the same weights the engine's log-probs equal the loss's (fp32, so within 1e-4)."""
+    L.seed_everything(0)
+    module = GRPOModule(
+        str(tiny_model_dir), rewards=[LengthReward()], engine=HFEngine(return_logprobs=True),
+        sampling=SamplingConfig(max_tokens=12, temperature=0.7), num_generations=4, micro_batch_size=4,
+    )
+    module.engine.bind(module.policy, module.tokenizer)
+    rollout = module.engine.generate([[5, 6, 7], [8, 9, 10, 11]], n=4, sampling=module.sampling)
+    input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
+    attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
+    width = rollout.completion_ids.shape[1]
+    with torch.no_grad():
+        trainer = module._logps(module.policy, input_ids, attention, width, width)
+    mask = rollout.completion_mask.bool()
+    assert (trainer[mask] - rollout.sampler_logprobs[mask]).abs().max() < 1e-4
+
+    class Tagged(Capture):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.metrics = dict(trainer.callback_metrics)
+
+    from r1lit.losses import ImportanceSampling
+
+    module = GRPOModule(
+        str(tiny_model_dir), rewards=[LengthReward()], engine=HFEngine(return_logprobs=True),
+        sampling=SamplingConfig(max_tokens=12), num_generations=4, micro_batch_size=4,
+        importance_sampling=ImportanceSampling(cap=2.0),
+    )
+    data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(tiny_model_dir), batch_size=2, check_gold=False)
+    tagged = Tagged()
+    L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0, callbacks=[tagged]).fit(module, data)
+    assert float(tagged.metrics["sampling/logp_diff/max"]) < 1e-4
+    assert abs(float(tagged.metrics["sampling/is_ratio/mean"]) - 1.0) < 1e-4

@@ -26,20 +26,20 @@ def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
 
 
 class HFEngine(RolloutEngine):
-    """Samples with ``policy.generate`` on the policy's own weights, so there is nothing to push after a step.
+    """Samples with ``policy.generate`` on the policy's own weights, so there is nothing to push after a step."""
 
-    Sampler log-probs are not returned: they would be the policy's own log-probs, which the loss computes anyway.
-    """
-
-    def __init__(self, max_batch_size: int | None = None):
+    def __init__(self, max_batch_size: int | None = None, return_logprobs: bool = False):
         """
         Args:
             max_batch_size: most prompts passed to one ``generate`` call (each expands to G sequences);
                 None generates the whole batch at once. Lower it to bound the KV cache's memory.
+            return_logprobs: also return the sampler's log-probs of the sampled tokens (after temperature, top-k
+                and top-p), which lets the trainer measure how far its own log-probs are from generation's.
         """
         if max_batch_size is not None and max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
         self.max_batch_size = max_batch_size
+        self.return_logprobs = return_logprobs
         self.model: nn.Module | None = None
         self.tokenizer = None
 
@@ -57,7 +57,7 @@ class HFEngine(RolloutEngine):
         model.eval()
         device = next(model.parameters()).device
         step = self.max_batch_size or len(prompt_ids)
-        chunks = []
+        chunks, logprob_chunks = [], []
         try:
             for start in range(0, len(prompt_ids), step):
                 ids, mask = left_pad(prompt_ids[start:start + step], self.pad_id)  # [b, P]
@@ -75,15 +75,23 @@ class HFEngine(RolloutEngine):
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.pad_id,
                     use_cache=True,
-                )  # [b*n, P + c]
-                chunks.append(out[:, ids.shape[1]:].cpu())  # [b*n, c]
+                    output_scores=self.return_logprobs,
+                    return_dict_in_generate=True,
+                )
+                new = out.sequences[:, ids.shape[1]:]  # [b*n, c]
+                chunks.append(new.cpu())
+                if self.return_logprobs:
+                    scores = torch.stack(out.scores, dim=1).float()  # [b*n, c, V] processed logits
+                    logprob_chunks.append(scores.log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1).cpu())
         finally:
             model.train(was_training)
         width = max(c.shape[1] for c in chunks)
-        completion_ids = torch.cat(
-            [torch.nn.functional.pad(c, (0, width - c.shape[1]), value=self.pad_id) for c in chunks]
-        )  # [N, C]
+        pad = torch.nn.functional.pad
+        completion_ids = torch.cat([pad(c, (0, width - c.shape[1]), value=self.pad_id) for c in chunks])  # [N, C]
         completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
+        sampler_logprobs = None
+        if self.return_logprobs:
+            sampler_logprobs = torch.cat([pad(c, (0, width - c.shape[1])) for c in logprob_chunks]) * completion_mask
         completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_id)
         texts = self.tokenizer.batch_decode(
             [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
@@ -98,4 +106,5 @@ class HFEngine(RolloutEngine):
             texts=texts,
             truncated=truncated,
             num_generations=n,
+            sampler_logprobs=sampler_logprobs,
         )
