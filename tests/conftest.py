@@ -26,8 +26,10 @@ def _corpus() -> list[str]:
     return [R1_ZERO_SYSTEM_PROMPT] * 20 + [" ".join(words)] * 5 + [f"{a} + {b} = {a + b}" for a in range(30) for b in range(10)]
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer Qwen2 (hidden 32, tied embeddings) with a 400-token byte-level BPE and a ChatML template."""
+def build_tiny_model(folder: Path, seed: int = 0, hidden_size: int = 32, num_heads: int = 4) -> Path:
+    """A 2-layer Qwen2 (hidden 32, tied embeddings) with a 400-token byte-level BPE and a ChatML template.
+
+    vLLM's CPU attention wants head_dim 32 or more: its tests pass hidden_size=64, num_heads=2."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -44,8 +46,8 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2,
+        num_attention_heads=num_heads, num_key_value_heads=max(num_heads // 2, 1), max_position_embeddings=1024, tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     model = Qwen2ForCausalLM(config)

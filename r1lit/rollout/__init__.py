@@ -3,5 +3,6 @@
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.rollout.vllm_engine import VLLMEngine
 
-__all__ = ["Rollout", "RolloutEngine", "HFEngine", "SamplingConfig"]
+__all__ = ["Rollout", "RolloutEngine", "HFEngine", "VLLMEngine", "SamplingConfig"]
