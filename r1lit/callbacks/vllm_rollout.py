@@ -142,6 +142,7 @@ class VLLMRollout(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.sync_every_n_steps == 0:
             self.push(pl_module)
+            pl_module.log("time/weight_push", self.push_seconds[-1], on_step=True, batch_size=1)
 
     def push(self, pl_module) -> None:
         start = time.perf_counter()

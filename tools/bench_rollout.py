@@ -1,0 +1,83 @@
+"""Benchmark: generation tokens/s of HFEngine vs VLLMEngine on the embedded model (CPU), and the weight push's share
+of a training step.
+
+    .venv/bin/python tools/bench_rollout.py [--prompts 4] [--generations 8] [--max-tokens 64] [--repeats 3]
+
+Prints one table; the numbers in the README came from this script on a 2-core CPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from r1lit.data import ArithmeticSource, ChatPrompt
+    from r1lit.models import load_policy, load_tokenizer, resolve_model_path
+    from r1lit.rollout import HFEngine, SamplingConfig
+    from r1lit.rollout.vllm_engine import VLLMEngine
+
+    tokenizer = load_tokenizer(args.model)
+    policy = load_policy(args.model)
+    template = ChatPrompt(prefill="<think>")
+    problems = ArithmeticSource(num_problems=args.prompts, max_operand=9, operations="+").load()
+    prompt_ids = [tokenizer(template.render(p["problem"], tokenizer), add_special_tokens=False)["input_ids"] for p in problems]
+    sampling = SamplingConfig(temperature=1.0, max_tokens=args.max_tokens)
+
+    def rate(engine, context) -> tuple[float, float]:
+        speeds, seconds = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            with context():
+                rollout = engine.generate(prompt_ids, n=args.generations, sampling=sampling)
+            elapsed = time.perf_counter() - start
+            speeds.append(float(rollout.completion_lengths.sum()) / elapsed)
+            seconds.append(elapsed)
+        return statistics.median(speeds), statistics.median(seconds)
+
+    rows = []
+    hf = HFEngine()
+    hf.bind(policy, tokenizer)
+    rows.append(("HFEngine fp32", *rate(hf, torch.no_grad)))
+    rows.append(("HFEngine bf16 autocast", *rate(hf, lambda: torch.autocast("cpu", dtype=torch.bfloat16))))
+
+    import contextlib
+
+    for dtype in ("float32", "bfloat16"):
+        engine = VLLMEngine(dtype=dtype, kv_cache_memory_bytes=1 << 30)
+        engine.bind(policy, tokenizer)
+        engine.start(resolve_model_path(args.model), tokenizer, needed_len=256 + args.max_tokens)
+        rows.append((f"VLLMEngine {dtype}", *rate(engine, contextlib.nullcontext)))
+        pushes = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            engine.load_weights(policy.named_parameters())
+            pushes.append(time.perf_counter() - start)
+        rows.append((f"  weight push ({dtype})", float("nan"), statistics.median(pushes)))
+        engine.close()
+        del engine
+
+    print(f"\n{args.prompts} prompts × {args.generations} samples, ≤{args.max_tokens} tokens, torch threads "
+          f"{torch.get_num_threads()}, median of {args.repeats}")
+    print(f"{'engine':28} {'tokens/s':>10} {'seconds':>9}")
+    for name, speed, seconds in rows:
+        print(f"{name:28} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:28} {'':>10} {seconds:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
