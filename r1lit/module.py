@@ -260,6 +260,15 @@ class GRPOModule(L.LightningModule):
         ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
         return selective_log_softmax(logits, input_ids[:, -width:], self.sampling.temperature, self.logprob_chunk_rows)
 
+    @torch.no_grad()
+    def rollout_logprobs(self, rollout: Rollout) -> Tensor:
+        """The policy's log-probs of a rollout's completion tokens, [N, C]: what an engine's sampler log-probs are
+        checked against."""
+        input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
+        attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
+        width = rollout.completion_ids.shape[1]
+        return self._logps(self.policy, input_ids, attention, width, width)
+
     def _logps_batched(self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice]) -> Tensor:
         """Log-probs of every completion token, micro-batch by micro-batch. Returns [N, C] (0 beyond each width)."""
         out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)

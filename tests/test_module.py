@@ -116,11 +116,7 @@ def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_d
     )
     module.engine.bind(module.policy, module.tokenizer)
     rollout = module.engine.generate([[5, 6, 7], [8, 9, 10, 11]], n=4, sampling=module.sampling)
-    input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
-    attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
-    width = rollout.completion_ids.shape[1]
-    with torch.no_grad():
-        trainer = module._logps(module.policy, input_ids, attention, width, width)
+    trainer = module.rollout_logprobs(rollout)
     mask = rollout.completion_mask.bool()
     assert (trainer[mask] - rollout.sampler_logprobs[mask]).abs().max() < 1e-4
 

@@ -43,11 +43,7 @@ def _logprob_gaps(model_dir: str, queue) -> None:
 
     def gap() -> float:
         rollout = engine.generate(prompts, n=2, sampling=module.sampling)
-        ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
-        att = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
-        width = rollout.completion_ids.shape[1]
-        with torch.no_grad():
-            trainer = module._logps(module.policy, ids, att, width, width)
+        trainer = module.rollout_logprobs(rollout)
         mask = rollout.completion_mask.bool()
         return float((trainer[mask] - rollout.sampler_logprobs[mask]).abs().max())
 
