@@ -46,7 +46,7 @@ def test_format_reward_partial_credit():
 
 
 def test_reward_names_and_weights():
-    assert AccuracyReward.__name__ and FormatReward().name == "format"
+    assert AccuracyReward().name == "accuracy" and FormatReward().name == "format"
     assert FormatReward(weight=0.5, name="fmt").name == "fmt"
 
     class TagCountReward(Reward):

@@ -37,7 +37,7 @@ def _logprob_gaps(model_dir: str, queue) -> None:
                         sampling=SamplingConfig(max_tokens=12, temperature=0.8))
     engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=512)
     engine.bind(module.policy, module.tokenizer)
-    engine.start(model_dir, module.tokenizer, needed_len=512)
+    engine.start(model_dir, needed_len=512)
     long_prompt = [(i % 300) + 10 for i in range(200)]  # longer than one 128-token KV block: prefix cache matters
     prompts = [long_prompt, [5, 6, 7]]
 
@@ -130,4 +130,4 @@ def test_max_model_len_shorter_than_prompt_plus_completion_is_refused():
     from r1lit.rollout.vllm_engine import VLLMEngine
 
     with pytest.raises(ConfigError, match=r"max_model_len=300 is shorter than .* = 1280"):
-        VLLMEngine(max_model_len=300).start("unused", None, needed_len=1280)
+        VLLMEngine(max_model_len=300).start("unused", needed_len=1280)

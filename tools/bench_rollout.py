@@ -61,7 +61,7 @@ def main() -> None:
     for dtype in ("float32", "bfloat16"):
         engine = VLLMEngine(dtype=dtype, kv_cache_memory_bytes=1 << 30)
         engine.bind(policy, tokenizer)
-        engine.start(resolve_model_path(args.model), tokenizer, needed_len=256 + args.max_tokens)
+        engine.start(resolve_model_path(args.model), needed_len=256 + args.max_tokens)
         rows.append((f"VLLMEngine {dtype}", *rate(engine, contextlib.nullcontext)))
         pushes = []
         for _ in range(args.repeats):

@@ -129,7 +129,6 @@ class VLLMRollout(L.Callback):
             self.engine.bind(pl_module.policy, pl_module.tokenizer)
             self.engine.start(
                 resolve_model_path(pl_module.hparams.model_name_or_path),
-                pl_module.tokenizer,
                 needed_len=self.max_prompt_length + pl_module.sampling.max_tokens,
             )
             if self.mode == "reserved":

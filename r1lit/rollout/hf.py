@@ -7,7 +7,7 @@ from torch import nn
 
 from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
-from r1lit.rollout.types import Rollout, SamplingConfig, completion_mask_from_eos, left_pad
+from r1lit.rollout.types import Rollout, SamplingConfig, assemble_rollout, left_pad
 
 
 def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
@@ -88,23 +88,7 @@ class HFEngine(RolloutEngine):
         width = max(c.shape[1] for c in chunks)
         pad = torch.nn.functional.pad
         completion_ids = torch.cat([pad(c, (0, width - c.shape[1]), value=self.pad_id) for c in chunks])  # [N, C]
-        completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
         sampler_logprobs = None
         if self.return_logprobs:
-            sampler_logprobs = torch.cat([pad(c, (0, width - c.shape[1])) for c in logprob_chunks]) * completion_mask
-        completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_id)
-        texts = self.tokenizer.batch_decode(
-            [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
-        )
-        repeated = [p for p in prompt_ids for _ in range(n)]
-        p_ids, p_mask = left_pad(repeated, self.pad_id)  # [N, P]
-        return Rollout(
-            prompt_ids=p_ids,
-            prompt_mask=p_mask,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            texts=texts,
-            truncated=truncated,
-            num_generations=n,
-            sampler_logprobs=sampler_logprobs,
-        )
+            sampler_logprobs = torch.cat([pad(c, (0, width - c.shape[1])) for c in logprob_chunks])  # [N, C]
+        return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, self.eos_ids, self.pad_id, self.tokenizer)

@@ -94,6 +94,25 @@ def completion_mask_from_eos(completion_ids: Tensor, eos_ids: list[int]) -> tupl
     return mask, ~has_eos
 
 
+def assemble_rollout(
+    prompt_ids: list[list[int]], n: int, completion_ids: Tensor, sampler_logprobs: Tensor | None,
+    eos_ids: list[int], pad_id: int, tokenizer,
+) -> Rollout:
+    """What every engine does with raw samples: cut each completion after its first EOS, decode it, and pair it
+    with its left-padded prompt. completion_ids: [N, C] ordered group by group; sampler_logprobs: [N, C] or None."""
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)  # [N, C], [N]
+    completion_ids = completion_ids.masked_fill(completion_mask == 0, pad_id)
+    texts = tokenizer.batch_decode(
+        [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
+    )
+    p_ids, p_mask = left_pad([p for p in prompt_ids for _ in range(n)], pad_id)  # [N, P]
+    return Rollout(
+        prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=completion_ids, completion_mask=completion_mask,
+        texts=texts, truncated=truncated, num_generations=n,
+        sampler_logprobs=None if sampler_logprobs is None else sampler_logprobs * completion_mask,
+    )
+
+
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Left-pad token lists into (ids [N, P], mask [N, P])."""
     width = max(len(s) for s in sequences)

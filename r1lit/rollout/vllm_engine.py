@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import eos_token_ids
-from r1lit.rollout.types import Rollout, SamplingConfig, completion_mask_from_eos, left_pad
+from r1lit.rollout.types import Rollout, SamplingConfig, assemble_rollout
 
 
 def import_vllm():
@@ -66,8 +66,8 @@ class VLLMEngine(RolloutEngine):
         self.llm = None
         self.tokenizer = None
 
-    def start(self, model_path: str, tokenizer, needed_len: int) -> None:
-        """Build the engine from ``model_path``; ``needed_len`` = max prompt + max completion tokens."""
+    def start(self, model_path: str, needed_len: int) -> None:
+        """Build the engine from ``model_path`` (after ``bind``); ``needed_len`` = max prompt + max completion tokens."""
         if self.max_model_len is not None and self.max_model_len < needed_len:
             raise ConfigError(
                 f"vLLM max_model_len={self.max_model_len} is shorter than data.max_prompt_length + "
@@ -89,7 +89,6 @@ class VLLMEngine(RolloutEngine):
             logprobs_mode="processed_logprobs",
             **kwargs,
         )
-        self.tokenizer = tokenizer
 
     def bind(self, policy: nn.Module, tokenizer) -> None:
         self.tokenizer = tokenizer
@@ -125,16 +124,7 @@ class VLLMEngine(RolloutEngine):
         for i, (ids, lps) in enumerate(zip(sequences, logprobs)):
             completion_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             sampler_logprobs[i, : len(lps)] = torch.tensor(lps, dtype=torch.float32)
-        completion_mask, truncated = completion_mask_from_eos(completion_ids, self.eos_ids)
-        completion_ids = completion_ids.masked_fill(completion_mask == 0, self.pad_id)
-        texts = self.tokenizer.batch_decode(
-            [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True
-        )
-        p_ids, p_mask = left_pad([p for p in prompt_ids for _ in range(n)], self.pad_id)
-        return Rollout(
-            prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=completion_ids, completion_mask=completion_mask,
-            texts=texts, truncated=truncated, num_generations=n, sampler_logprobs=sampler_logprobs * completion_mask,
-        )
+        return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, self.eos_ids, self.pad_id, self.tokenizer)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
         """Replace vLLM's weights in place, re-derive what loading derives (tied lm_head, repacked CPU linears),
