@@ -194,3 +194,13 @@ def test_validate_subcommand_logs_validation_reward(capsys, tmp_path, tiny_model
     config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.limit_val_batches": 1.0, "data.val_size": 4})
     main(["validate", "--config", str(write_config(tmp_path, config))])
     assert "val/reward" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["qwen0.5b.yaml", "qwen1.5b.yaml"])
+def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name):
+    cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / name)])
+    rollout = [c for c in cli.config.trainer.callbacks if c.class_path.endswith("VLLMRollout")]
+    assert len(rollout) == 1, "the recipe must generate with vLLM"
+    args = rollout[0].init_args
+    assert args.mode == "reserved" and args.engine.init_args.gpu_memory_utilization == 0.7
+    assert args.max_prompt_length == cli.config.data.max_prompt_length
