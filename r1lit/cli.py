@@ -23,6 +23,7 @@ from r1lit.checks import ConfigError, check_batch_layout
 from r1lit.data import MathDataModule
 from r1lit.errors import R1LitError
 from r1lit.module import GRPOModule
+from r1lit.resume import pin_logger_for_resume
 
 
 class R1LitCLI(LightningCLI):
@@ -37,6 +38,8 @@ class R1LitCLI(LightningCLI):
             check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
         except ConfigError as error:
             self.parser.error(str(error))
+        if self.subcommand == "fit":
+            pin_logger_for_resume(config)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import HFEngine
+from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
 
 
@@ -150,7 +151,8 @@ class GRPOModule(L.LightningModule):
     def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
         start = time.perf_counter()
         G = self.num_generations
-        rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling).to(self.device)
+        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
+        rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed).to(self.device)
         generated = time.perf_counter()
 
         prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
@@ -295,7 +297,8 @@ class GRPOModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         """One sampled completion per held-out problem, scored by the training rewards."""
-        rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling)
+        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
+        rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
         per_reward = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])

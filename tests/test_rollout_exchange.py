@@ -19,7 +19,7 @@ EOS = 2
 class EchoEngine(RolloutEngine):
     """Completion j of a prompt = the prompt reversed, then j, then EOS: easy to check where it came from."""
 
-    def generate(self, prompt_ids, n, sampling):
+    def generate(self, prompt_ids, n, sampling, seed=None):
         rows = [list(reversed(p)) + [100 + j, EOS] for p in prompt_ids for j in range(n)]
         ids, _ = left_pad([list(reversed(r)) for r in rows], 0)
         ids = ids.flip(1)  # right-padded

@@ -48,16 +48,16 @@ class RankZeroEngine(RolloutEngine):
     def __init__(self, engine: RolloutEngine | None):
         self.engine = engine
 
-    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
-            return self.engine.generate(prompt_ids, n, sampling)
+            return self.engine.generate(prompt_ids, n, sampling, seed)
         rank, world = dist.get_rank(), dist.get_world_size()
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(prompt_ids, gathered, dst=0)
         parts = [None] * world
         if rank == 0:
             counts = [len(p) for p in gathered]
-            rollout = self.engine.generate([p for ps in gathered for p in ps], n, sampling)
+            rollout = self.engine.generate([p for ps in gathered for p in ps], n, sampling, seed)  # rank 0's seed
             parts, start = [], 0
             for count in counts:
                 parts.append(slice_rollout(rollout, start * n, (start + count) * n))

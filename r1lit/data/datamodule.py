@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
+from r1lit.data.sampler import ResumableSampler
 from r1lit.data.sources import ProblemSource
 from r1lit.errors import ConfigError, DataError
 from r1lit.models import load_tokenizer
@@ -43,7 +44,8 @@ class MathDataModule(L.LightningDataModule):
             batch_size: prompts per training step per rank; each yields ``num_generations`` completions.
             max_prompt_length: prompts longer than this many tokens are dropped (and counted).
             val_size: problems held out for validation (0 = none).
-            seed: seed of the train/validation split and of the shuffle order.
+            seed: seed of the train/validation split and of each epoch's shuffle order (the order of epoch e
+                depends only on seed and e, which is what lets a resumed run continue mid-epoch).
             check_gold: parse every gold answer with math-verify at load time and drop the ones that fail.
             num_workers: DataLoader worker processes.
         """
@@ -59,6 +61,7 @@ class MathDataModule(L.LightningDataModule):
         self.train_set: list[dict] | None = None
         self.val_set: list[dict] = []
         self.stats: dict[str, int] = {}
+        self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -112,11 +115,43 @@ class MathDataModule(L.LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        if len(self.train_set) < self.batch_size * world:
+            raise DataError(
+                f"{len(self.train_set)} training problems cannot fill data.batch_size={self.batch_size} on {world} "
+                "ranks; lower the batch size or use more problems"
+            )
+        sampler = ResumableSampler(len(self.train_set), self.batch_size, world, rank, self.seed)
+        if self._resume is not None:
+            state, self._resume = self._resume, None
+            batches_done = state["batches_done"]
+            if state["world_size"] != world:  # same samples consumed, counted in this run's per-rank batches
+                batches_done = batches_done * state["world_size"] // world
+                rank_zero_info(f"[r1lit] resuming on {world} ranks a run saved on {state['world_size']}: the data "
+                               "order of the resumed epoch is not the uninterrupted run's")
+            sampler.resume(state["epoch"], batches_done)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=generator,
-            collate_fn=collate, num_workers=self.num_workers,
+            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
+            num_workers=self.num_workers,
         )
+
+    def state_dict(self) -> dict:
+        """The data position: batches (per rank) the current epoch has trained on; saved in every checkpoint."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed,
+                "world_size": self.trainer.world_size, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if state.get("seed") != self.seed:
+            raise ConfigError(
+                f"the checkpoint was trained with data.seed={state.get('seed')}, this config has {self.seed}: the "
+                "resumed run would see other problems. Set data.seed back, or start a new run without --ckpt_path"
+            )
+        self._resume = state
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)

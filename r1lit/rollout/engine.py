@@ -18,8 +18,9 @@ class RolloutEngine(ABC):
         use the tokenizer for EOS ids and decoding)."""
 
     @abstractmethod
-    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
-        """Sample ``n`` completions for each prompt; the result is ordered group by group."""
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
+        """Sample ``n`` completions for each prompt; the result is ordered group by group. The same ``seed`` with the
+        same weights and prompts draws the same samples (None = the engine's own random state)."""
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
         """Take the policy's new weights (engines that share the policy's parameters need nothing)."""

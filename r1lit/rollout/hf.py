@@ -49,13 +49,21 @@ class HFEngine(RolloutEngine):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
     @torch.no_grad()
-    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.model is None:
             raise RuntimeError("HFEngine.generate called before bind(policy, tokenizer)")
+        device = next(self.model.parameters()).device
+        if seed is None:
+            return self._generate(prompt_ids, n, sampling, device)
+        # generate draws from the global generator: seed a forked copy so the caller's random state is untouched
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return self._generate(prompt_ids, n, sampling, device)
+
+    def _generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, device: torch.device) -> Rollout:
         model = self.model
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
         step = self.max_batch_size or len(prompt_ids)
         chunks, logprob_chunks = [], []
         try:

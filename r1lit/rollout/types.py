@@ -26,6 +26,8 @@ class SamplingConfig:
     """Penalty on tokens already present (1.0 = off)."""
     max_tokens: int = 1024
     """Most tokens generated per completion (the recipe's max completion length)."""
+    seed: int = 0
+    """Base of the sampling seeds: each step and rank samples with a seed derived from (seed, step, rank)."""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:

@@ -95,21 +95,11 @@ class VLLMEngine(RolloutEngine):
         self.eos_ids = eos_token_ids(policy, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
-    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.llm is None:
             raise RuntimeError("VLLMEngine.generate called before start(); the VLLMRollout callback starts it")
         vllm = import_vllm()
-        params = vllm.SamplingParams(
-            n=n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1,
-            min_p=sampling.min_p,
-            repetition_penalty=sampling.repetition_penalty,
-            max_tokens=sampling.max_tokens,
-            logprobs=0,  # the sampled token's log-prob only
-            stop_token_ids=self.eos_ids,
-        )
+        params = [self._params(vllm, n, sampling, None if seed is None else seed + i * n) for i in range(len(prompt_ids))]
         prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         sequences, logprobs = [], []
@@ -125,6 +115,22 @@ class VLLMEngine(RolloutEngine):
             completion_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             sampler_logprobs[i, : len(lps)] = torch.tensor(lps, dtype=torch.float32)
         return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, self.eos_ids, self.pad_id, self.tokenizer)
+
+    def _params(self, vllm, n: int, sampling: SamplingConfig, seed: int | None):
+        """One prompt's sampling parameters; vLLM gives its n samples the seeds seed, seed + 1, …, so prompt i
+        gets seed + i·n and no two samples of a batch share a seed."""
+        return vllm.SamplingParams(
+            seed=seed,
+            n=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            min_p=sampling.min_p,
+            repetition_penalty=sampling.repetition_penalty,
+            max_tokens=sampling.max_tokens,
+            logprobs=0,  # the sampled token's log-prob only
+            stop_token_ids=self.eos_ids,
+        )
 
     def load_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
         """Replace vLLM's weights in place, re-derive what loading derives (tied lm_head, repacked CPU linears),

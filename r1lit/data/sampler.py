@@ -1,0 +1,49 @@
+"""ResumableSampler: a shuffle that is a function of (seed, epoch), so a resumed run can pick up mid-epoch.
+
+Lightning restores the loops' counters but not a plain DataLoader's position, and a ``RandomSampler`` driven by a
+generator gives a different order once the process restarts. Here the order of epoch e is ``randperm`` under
+seed + e, each rank takes every world-th index, and after a resume the first ``skip`` batches of the resumed epoch
+are left out. It subclasses ``DistributedSampler`` so that Lightning keeps it instead of wrapping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """Whole batches per rank (the tail that does not fill every rank's batch is dropped each epoch)."""
+
+    def __init__(self, size: int, batch_size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.size, self.batch_size = size, batch_size
+        self.per_rank = (size // (batch_size * num_replicas)) * batch_size  # indices each rank gets per epoch
+        self.resume_epoch, self.skip_batches = -1, 0
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Start at ``epoch`` with its first ``batches_done`` batches (per rank) already consumed."""
+        batches_per_epoch = self.per_rank // self.batch_size
+        if batches_done >= batches_per_epoch:  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, batches_done = epoch + 1, 0
+        self.set_epoch(epoch)
+        self.resume_epoch, self.skip_batches = epoch, batches_done
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's indices of ``epoch``, in order, before any skipping."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(self.size, generator=generator)[: self.per_rank * self.num_replicas]
+        return order[self.rank :: self.num_replicas].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self.epoch_indices(self.epoch)
+        if self.epoch == self.resume_epoch:  # one-shot: only the first pass over the resumed epoch is shortened
+            indices = indices[self.skip_batches * self.batch_size :]
+            self.resume_epoch, self.skip_batches = -1, 0
+        return iter(indices)
+
+    def __len__(self) -> int:
+        # The full epoch, also when resumed: Lightning counts the restored batches towards the epoch's length.
+        return self.per_rank
