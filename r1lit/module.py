@@ -38,6 +38,7 @@ from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.zero import accumulation_boundary, configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed
 
 
 class GRPOModule(L.LightningModule):
@@ -120,6 +121,8 @@ class GRPOModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batch_size"):
             check_batch_layout(datamodule.batch_size, self.num_generations, self.micro_batch_size)
+        if is_deepspeed(self.trainer.strategy):  # before the strategy builds the engine from its config
+            configure_deepspeed(self.trainer.strategy, self.hparams.max_grad_norm, self.micro_batch_size)
         self.engine.bind(self.policy, self.tokenizer)
 
     def on_fit_start(self) -> None:
@@ -208,6 +211,7 @@ class GRPOModule(L.LightningModule):
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
         slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
 
+        ds_engine = deepspeed_engine(self.trainer)
         sampler = rollout.sampler_logprobs  # [N, C] or None
         seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
@@ -220,7 +224,8 @@ class GRPOModule(L.LightningModule):
         for iteration in range(self.num_iterations):
             total_loss, total = 0.0, LossStats()
             for k, mb in enumerate(slices):
-                with self._no_sync(last=k == len(slices) - 1):
+                last = k == len(slices) - 1
+                with self._no_sync(last), accumulation_boundary(ds_engine, last):
                     width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
                     logps = self._logps(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)  # [n, width]
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
@@ -237,10 +242,12 @@ class GRPOModule(L.LightningModule):
                     self.manual_backward(loss)
                 total_loss += float(loss.detach())
                 total = total + stats
-            grad_norm = self._clip_gradients()
+            grad_norm = self._clip_gradients() if ds_engine is None else None  # DeepSpeed clips inside its step
             lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ds_engine is not None:
+                grad_norm = gradient_norm(ds_engine)
             scheduler.step()
         out = {
             "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),

@@ -24,3 +24,40 @@ class BatchRecorder(L.Callback):
             f.write(json.dumps({"step": trainer.global_step, "rank": trainer.global_rank, "problems": batch["problem"]}) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+class ParamHashRecorder(L.Callback):
+    """After each training step, writes a hash of the policy's parameter bytes to ``<path>.rank<r>``: ranks of a
+    data-parallel run must hold bit-identical weights."""
+
+    def __init__(self, path: str):
+        """
+        Args:
+            path: file prefix; each rank appends to its own file.
+        """
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import hashlib
+
+        digest = hashlib.sha1()
+        for name, param in pl_module.policy.named_parameters():
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, "hash": digest.hexdigest()}) + "\n")
+
+
+class StopAtStep(L.Callback):
+    """Ends the run cleanly after ``step`` optimizer steps, leaving ``max_steps`` (and so the LR schedule) as it is."""
+
+    def __init__(self, step: int):
+        """
+        Args:
+            step: global step after which training stops.
+        """
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True

@@ -1,0 +1,84 @@
+"""What GRPO's manual optimisation must do differently under Lightning's DeepSpeed strategy.
+
+Lightning runs DeepSpeed with ``gradient_accumulation_steps = 1`` under manual optimisation, so every backward is an
+accumulation boundary and ZeRO-1/2 reduces and replaces the partitioned gradient each time: only the last
+micro-batch would count. Marking the boundary ourselves makes n micro-batches add up to one update. Gradient
+clipping happens inside DeepSpeed's step, so the module's ``max_grad_norm`` is written into the DeepSpeed config.
+Under ZeRO-3 each rank holds a shard of every parameter; pushing weights to an engine gathers them one at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from r1lit.errors import ConfigError
+
+
+def deepspeed_engine(trainer) -> object | None:
+    """The DeepSpeedEngine wrapping the module, or None when the strategy is not DeepSpeed."""
+    strategy = getattr(trainer, "strategy", None)
+    model = getattr(strategy, "model", None)
+    return model if type(model).__name__ == "DeepSpeedEngine" else None
+
+
+def is_deepspeed(strategy) -> bool:
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    return isinstance(strategy, DeepSpeedStrategy)
+
+
+def configure_deepspeed(strategy, max_grad_norm: float | None, micro_batch_size: int) -> None:
+    """Put the module's clipping and micro-batch size into the DeepSpeed config before the engine is built.
+
+    One place decides clipping: a DeepSpeed config whose ``gradient_clipping`` disagrees with ``model.max_grad_norm``
+    is an error rather than a silent override.
+    """
+    config = strategy.config
+    wanted = float(max_grad_norm) if max_grad_norm is not None else 0.0
+    given = config.get("gradient_clipping")
+    if given is not None and float(given) != wanted:
+        raise ConfigError(
+            f"the DeepSpeed config sets gradient_clipping={given} but model.max_grad_norm={max_grad_norm}; "
+            "set the norm once, in model.max_grad_norm, and drop gradient_clipping from the DeepSpeed config"
+        )
+    config["gradient_clipping"] = wanted
+    config.setdefault("train_micro_batch_size_per_gpu", micro_batch_size)  # for DeepSpeed's throughput logs only
+
+
+def accumulation_boundary(engine, last: bool) -> contextlib.AbstractContextManager:
+    """Tell DeepSpeed whether this backward ends the update (gradients reduced and kept) or accumulates."""
+    if engine is not None:
+        engine.set_gradient_accumulation_boundary(last)
+    return contextlib.nullcontext()
+
+
+def zero_stage(trainer) -> int:
+    strategy = getattr(trainer, "strategy", None)
+    if strategy is None or not is_deepspeed(strategy):
+        return 0
+    return int((strategy.config or {}).get("zero_optimization", {}).get("stage", 0))
+
+
+def full_parameters(model: nn.Module, sharded: bool) -> Iterator[tuple[str, Tensor]]:
+    """(name, full tensor) for every parameter. With ``sharded`` (ZeRO-3) each parameter is gathered from all ranks
+    and copied out, so every rank must run through this iterator in the same order."""
+    if not sharded:
+        yield from model.named_parameters()
+        return
+    import deepspeed
+
+    for name, param in model.named_parameters():
+        with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+            yield name, param.data.detach().clone()
+
+
+def gradient_norm(engine) -> float:
+    """The global gradient norm DeepSpeed computed in its last step (before clipping)."""
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        return 0.0
+    return float(norm.item() if isinstance(norm, torch.Tensor) else norm)
