@@ -131,3 +131,17 @@ def test_max_model_len_shorter_than_prompt_plus_completion_is_refused():
 
     with pytest.raises(ConfigError, match=r"max_model_len=300 is shorter than .* = 1280"):
         VLLMEngine(max_model_len=300).start("unused", needed_len=1280)
+
+
+@pytest.mark.deepspeed
+def test_zero3_gathers_sharded_parameters_for_the_push(tmp_path, vllm_model_dir):
+    """Under ZeRO-3 a parameter's local tensor is an empty shard; vLLM must still get the full weights after
+    every step (a push of the shards would fail or leave stale weights, and the mismatch would show)."""
+    config = vllm_config(tmp_path, vllm_model_dir, steps=3)
+    config["trainer"]["strategy"] = {"class_path": "ds_cpu.CPUDeepSpeedStrategy", "init_args": {"stage": 3}}
+    config["model"]["loss"] = {"class_path": "GRPOLoss"}  # β = 0: no reference copy next to the sharded policy
+    config["model"]["importance_sampling"] = None
+    done = _fit(tmp_path, config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = scalars(tmp_path / "runs" / "tiny" / "run")
+    assert len(logged["sampling/logp_diff/max"]) == 3 and max(logged["sampling/logp_diff/max"]) < 1e-4, logged

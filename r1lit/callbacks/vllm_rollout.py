@@ -26,6 +26,7 @@ from r1lit.models import resolve_model_path
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.rollout.vllm_engine import VLLMEngine
+from r1lit.zero import full_parameters, zero_stage
 
 
 def reserved_gpu(visible_gpus: int, training_devices: int) -> int:
@@ -144,9 +145,16 @@ class VLLMRollout(L.Callback):
             pl_module.log("time/weight_push", self.push_seconds[-1], on_step=True, batch_size=1)
 
     def push(self, pl_module) -> None:
+        """Hand the policy's weights to the engine. Under ZeRO-3 every rank gathers each parameter in turn (a
+        collective), also the ranks that own no engine."""
         start = time.perf_counter()
+        sharded = zero_stage(pl_module.trainer) == 3
+        weights = full_parameters(pl_module.policy, sharded)
         if self.mode != "reserved" or pl_module.global_rank == 0:
-            self.engine.load_weights(pl_module.policy.named_parameters())
+            self.engine.load_weights(weights)
+        elif sharded:
+            for _ in weights:  # take part in every gather rank 0's push needs
+                pass
         self.push_seconds.append(time.perf_counter() - start)
 
     def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:
