@@ -46,7 +46,13 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the ``r1lit`` console script. Errors in the user's settings or data end the run with their
     message (and, for a failing reward, the reward's own traceback) instead of a trainer stack trace."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        if argv[:1] == ["export"]:  # not a Trainer subcommand: its own small parser
+            from r1lit.export import main as export_main
+
+            export_main(argv[1:])
+            return
         R1LitCLI(
             GRPOModule,
             MathDataModule,

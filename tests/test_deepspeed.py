@@ -111,6 +111,17 @@ def test_zero2_on_two_processes_checkpoints_and_resumes_to_the_same_weights(tmp_
     _assert_ranks_identical(tmp_path / "resumed", [1, 2, 3])
     assert hashes(tmp_path / "resumed" / "params", 0)[3] == hashes(tmp_path / "straight" / "params", 0)[3]
 
+    # export from the sharded checkpoint: the folder holds the gathered fp32 weights
+    from transformers import AutoModelForCausalLM
+
+    from r1lit.cli import main
+
+    main(["export", str(checkpoint), str(tmp_path / "hf")])
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").state_dict()
+    gathered = {k.removeprefix("policy."): v for k, v in zero_weights(checkpoint).items()}
+    assert all(torch.equal(exported[k], gathered[k]) for k in gathered if k in exported)
+    assert len([k for k in gathered if k in exported]) == len(gathered)
+
 
 def test_ddp_on_two_processes_keeps_ranks_identical(tmp_path, tiny_model_dir):
     config = ds_config(tmp_path, tiny_model_dir, "ddp", devices=2, **{"model.micro_batch_size": 8})

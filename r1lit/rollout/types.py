@@ -98,11 +98,16 @@ def completion_mask_from_eos(completion_ids: Tensor, eos_ids: list[int]) -> tupl
 
 def assemble_rollout(
     prompt_ids: list[list[int]], n: int, completion_ids: Tensor, sampler_logprobs: Tensor | None,
-    eos_ids: list[int], pad_id: int, tokenizer,
+    eos_ids: list[int], pad_id: int, tokenizer, lengths: Tensor | None = None,
 ) -> Rollout:
     """What every engine does with raw samples: cut each completion after its first EOS, decode it, and pair it
-    with its left-padded prompt. completion_ids: [N, C] ordered group by group; sampler_logprobs: [N, C] or None."""
+    with its left-padded prompt. completion_ids: [N, C] ordered group by group; sampler_logprobs: [N, C] or None;
+    lengths: [N] tokens each sample really has, for engines whose samples can end without EOS before the widest
+    one (vLLM at max_model_len): the padding after them must not count as completion tokens."""
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)  # [N, C], [N]
+    if lengths is not None:
+        positions = torch.arange(completion_ids.shape[1]).unsqueeze(0)  # [1, C]
+        completion_mask = completion_mask * (positions < lengths.unsqueeze(1)).long()
     completion_ids = completion_ids.masked_fill(completion_mask == 0, pad_id)
     texts = tokenizer.batch_decode(
         [row[: int(m.sum())] for row, m in zip(completion_ids, completion_mask)], skip_special_tokens=True

@@ -114,7 +114,9 @@ class VLLMEngine(RolloutEngine):
         for i, (ids, lps) in enumerate(zip(sequences, logprobs)):
             completion_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             sampler_logprobs[i, : len(lps)] = torch.tensor(lps, dtype=torch.float32)
-        return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, self.eos_ids, self.pad_id, self.tokenizer)
+        lengths = torch.tensor([len(s) for s in sequences])  # [N]
+        return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, self.eos_ids, self.pad_id,
+                                self.tokenizer, lengths)
 
     def _params(self, vllm, n: int, sampling: SamplingConfig, seed: int | None):
         """One prompt's sampling parameters; vLLM gives its n samples the seeds seed, seed + 1, …, so prompt i

@@ -1,0 +1,54 @@
+"""HFExport: Hugging Face folders of the policy during and after training, next to the checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import lightning as L
+
+from r1lit.export import DTYPES, save_pretrained
+from r1lit.zero import zero_stage
+
+
+class HFExport(L.Callback):
+    """Writes ``<run folder>/hf/step_<n>`` every n steps and ``<run folder>/hf/final`` when training ends."""
+
+    def __init__(self, every_n_steps: int | None = None, at_end: bool = True, dirpath: str | None = None,
+                 dtype: str | None = None):
+        """
+        Args:
+            every_n_steps: also export every n optimizer steps (None = only at the end).
+            at_end: export when training ends (also after a stop by signal or max_steps).
+            dirpath: where the folders go (None = ``hf`` in the logger's run folder).
+            dtype: cast the exported weights (``bfloat16`` halves a float32 run's folder); None keeps them.
+        """
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)} or None, got {dtype!r}")
+        self.every_n_steps, self.at_end, self.dirpath, self.dtype = every_n_steps, at_end, dirpath, dtype
+        self.exported: list[Path] = []
+
+    def _root(self, trainer: L.Trainer) -> Path:
+        if self.dirpath is not None:
+            return Path(self.dirpath)
+        return Path(trainer.log_dir or trainer.default_root_dir) / "hf"
+
+    def export(self, trainer: L.Trainer, pl_module, name: str) -> None:
+        gather = contextlib.nullcontext()
+        if zero_stage(trainer) == 3:  # every rank takes part in gathering the shards; rank 0 writes
+            import deepspeed
+
+            gather = deepspeed.zero.GatheredParameters(list(pl_module.policy.parameters()), modifier_rank=None)
+        with gather:
+            if trainer.is_global_zero:
+                dtype = DTYPES[self.dtype] if self.dtype else None
+                self.exported.append(save_pretrained(pl_module.policy, pl_module.tokenizer, self._root(trainer) / name, dtype))
+        trainer.strategy.barrier("hf_export")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.export(trainer, pl_module, f"step_{trainer.global_step}")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_end:
+            self.export(trainer, pl_module, "final")
