@@ -204,3 +204,21 @@ def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name):
     args = rollout[0].init_args
     assert args.mode == "reserved" and args.engine.init_args.gpu_memory_utilization == 0.7
     assert args.max_prompt_length == cli.config.data.max_prompt_length
+
+
+def test_multinode_recipe_spans_nodes_under_deepspeed():
+    cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / "qwen1.5b-multinode.yaml")])
+    trainer = cli.config.trainer
+    assert trainer.num_nodes == 2 and trainer.devices == 7
+    assert trainer.strategy.class_path.endswith("DeepSpeedStrategy")
+    assert Path(ROOT / trainer.strategy.init_args.config).is_file()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "deepspeed").glob("*.json")), ids=lambda p: p.name)
+def test_deepspeed_configs_load_into_the_strategy(path):
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    strategy = DeepSpeedStrategy(config=str(path))
+    stage = strategy.config["zero_optimization"]["stage"]
+    assert stage in (2, 3) and path.name.startswith(f"zero{stage}")
+    assert "gradient_clipping" not in strategy.config  # model.max_grad_norm is the one place clipping is set

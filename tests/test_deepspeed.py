@@ -132,3 +132,17 @@ def test_ddp_on_two_processes_keeps_ranks_identical(tmp_path, tiny_model_dir):
     _assert_ranks_saw_different_problems(tmp_path / "ddp")
     logged = scalars(tmp_path / "ddp" / "runs" / "tiny" / "version_0")
     assert len(logged["reward"]) == 2 and all(v > 0 for v in logged["grad_norm"])
+
+
+def test_clipping_is_set_once():
+    from types import SimpleNamespace
+
+    from r1lit.errors import ConfigError
+    from r1lit.zero import configure_deepspeed
+
+    strategy = SimpleNamespace(config={"zero_optimization": {"stage": 2}})
+    configure_deepspeed(strategy, max_grad_norm=0.5, micro_batch_size=4)
+    assert strategy.config["gradient_clipping"] == 0.5 and strategy.config["train_micro_batch_size_per_gpu"] == 4
+    configure_deepspeed(SimpleNamespace(config={}), max_grad_norm=None, micro_batch_size=4)  # None = no clipping
+    with pytest.raises(ConfigError, match="model.max_grad_norm"):
+        configure_deepspeed(SimpleNamespace(config={"gradient_clipping": 1.0}), max_grad_norm=0.5, micro_batch_size=4)
