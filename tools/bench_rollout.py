@@ -1,5 +1,6 @@
 """Benchmark: generation tokens/s of HFEngine vs VLLMEngine on the embedded model (CPU), and the weight push's share
-of a training step.
+of a training step; also a training forward/backward timed before and after an in-process engine starts (on CPU
+vLLM pins the process's OpenMP threads, which can take cores from training).
 
     .venv/bin/python tools/bench_rollout.py [--prompts 4] [--generations 8] [--max-tokens 64] [--repeats 3]
 
@@ -50,7 +51,20 @@ def main() -> None:
             seconds.append(elapsed)
         return statistics.median(speeds), statistics.median(seconds)
 
-    rows = []
+    batch = torch.randint(100, 1000, (16, 96))
+
+    def train_step() -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = policy(input_ids=batch, use_cache=False).logits.float().logsumexp(-1).mean()
+        loss.backward()
+        policy.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    def train_seconds() -> float:
+        return statistics.median(train_step() for _ in range(args.repeats))
+
+    rows = [("train fwd+bwd, no engine", float("nan"), train_seconds())]
     hf = HFEngine()
     hf.bind(policy, tokenizer)
     rows.append(("HFEngine fp32", *rate(hf, torch.no_grad)))
@@ -69,11 +83,13 @@ def main() -> None:
             engine.load_weights(policy.named_parameters())
             pushes.append(time.perf_counter() - start)
         rows.append((f"  weight push ({dtype})", float("nan"), statistics.median(pushes)))
+        rows.append((f"  train fwd+bwd, engine up", float("nan"), train_seconds()))
         engine.close()
         del engine
 
     print(f"\n{args.prompts} prompts × {args.generations} samples, ≤{args.max_tokens} tokens, torch threads "
-          f"{torch.get_num_threads()}, median of {args.repeats}")
+          f"{torch.get_num_threads()}, VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND')}, "
+          f"median of {args.repeats}")
     print(f"{'engine':28} {'tokens/s':>10} {'seconds':>9}")
     for name, speed, seconds in rows:
         print(f"{name:28} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:28} {'':>10} {seconds:9.2f}")
