@@ -182,7 +182,7 @@ class GRPOModule(L.LightningModule):
         lengths, truncated = rollout.completion_lengths, rollout.truncated  # [N], [N]
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
-            lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated).flatten()
+            lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated.long()).flatten()
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 

@@ -148,3 +148,21 @@ def test_counters_and_first_sightings_survive_a_resume(tiny_model_dir, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
     assert [r["samples_seen"] for r in records] == [8] * 8 + [16] * 8 + [24] * 8  # the resumed run appended
     assert [r["step"] for r in records] == [0] * 8 + [1] * 8 + [2] * 8
+
+
+@pytest.mark.slow
+def test_two_ranks_count_samples_and_tokens_over_both(tiny_model_dir, tmp_path):
+    """Guards the cross-rank sums (samples seen, num_tokens, aha rates) under DDP on CPU over gloo."""
+    config = tiny_config(tmp_path, tiny_model_dir, **{
+        "trainer.max_steps": 2, "trainer.devices": 2, "trainer.strategy": "ddp_spawn", "data.batch_size": B,
+        "model.num_generations": G, "model.loss": {"class_path": "GRPOLoss"},
+    })
+    config["trainer"]["callbacks"] = [{"class_path": "CompletionLog"}, {"class_path": "AhaMonitor"}]
+    main(["fit", "--config", str(write_config(tmp_path, config))])
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    records = [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * B * G  # rank 0's groups only
+    assert [r["samples_seen"] for r in records] == [2 * B * G] * (B * G) + [4 * B * G] * (B * G)  # both ranks counted
+    logged = scalars(run)
+    assert len(logged["num_tokens"]) == 2 and logged["num_tokens"][1] > logged["num_tokens"][0]
+    assert len(logged["aha/reflection_rate"]) == 2

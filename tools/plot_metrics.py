@@ -82,7 +82,8 @@ def plot_tag(tag: str, series: list[tuple[str, list[int], list[float]]], smooth:
     for k, (label, steps, values) in enumerate(series):
         color = colors[k % len(colors)]
         ax.plot(steps, values, color=color, alpha=0.25, linewidth=1.0)
-        ax.plot(steps, ema(values, smooth), color=color, linewidth=2.0, label=label)
+        marker = "o" if len(steps) <= 30 else None  # sparse series (validation) stay readable
+        ax.plot(steps, ema(values, smooth), color=color, linewidth=2.0, label=label, marker=marker, markersize=4)
     ax.set_title(tag)
     ax.set_xlabel("step")
     ax.grid(True, alpha=0.3)

@@ -82,7 +82,8 @@ class AhaMonitor(L.Callback):
         # [completions, correct, reward sum, then per kind: hits, hits among correct, hits among incorrect]
         row = [len(completions), sum(correct), sum(c["reward"] for _, c in completions)]
         for flags in hits.values():
-            row += [sum(flags), sum(f and ok for f, ok in zip(flags, correct)), sum(f and not ok for f, ok in zip(flags, correct))]
+            with_correct = sum(f and ok for f, ok in zip(flags, correct))
+            row += [sum(flags), with_correct, sum(flags) - with_correct]
         counts = torch.tensor(row, dtype=torch.float64, device=pl_module.device)
         if trainer.world_size > 1:
             counts = pl_module.all_gather(counts).sum(dim=0)
