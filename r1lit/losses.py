@@ -23,6 +23,7 @@ from r1lit.errors import ConfigError
 __all__ = [
     "group_advantages",
     "selective_log_softmax",
+    "token_entropy",
     "k3_kl",
     "clipped_surrogate",
     "GRPOLoss",
@@ -31,6 +32,7 @@ __all__ = [
     "DrGRPOLoss",
     "ImportanceSampling",
     "sampling_mismatch",
+    "completion_length_stats",
     "cosine_with_warmup",
 ]
 
@@ -71,6 +73,21 @@ def selective_log_softmax(logits: Tensor, targets: Tensor, temperature: float = 
         rows = rows.float() / temperature  # [b, T, V]
         picked = rows.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # [b, T]
         out.append(picked - torch.logsumexp(rows, dim=-1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def token_entropy(logits: Tensor, temperature: float = 1.0, chunk_rows: int = 4) -> Tensor:
+    """Entropy of softmax(logits / temperature) at each position: -Σ_v p_v log p_v, in nats.
+
+    A metric (TRL's ``entropy``): a policy collapsing onto few answers shows it falling. Computed without
+    gradient, ``chunk_rows`` sequences at a time in float32, like ``selective_log_softmax``.
+    logits: [B, T, V]. Returns [B, T] float32.
+    """
+    out = []
+    for rows in logits.detach().split(chunk_rows):
+        logp = torch.log_softmax(rows.float() / temperature, dim=-1)  # [b, T, V]
+        out.append(-(logp.exp() * logp).sum(dim=-1))
     return torch.cat(out)
 
 
@@ -247,6 +264,20 @@ def sampling_mismatch(trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor
         "logp_diff_mean": float(diff.abs().mean()),
         "logp_diff_max": float(diff.abs().max()),
         "is_ratio_mean": float(torch.exp(diff).mean()),
+    }
+
+
+def completion_length_stats(lengths: Tensor, truncated: Tensor) -> dict[str, Tensor]:
+    """TRL's completion-length metrics. lengths: [N] tokens per completion; truncated: [N] bool (no EOS).
+
+    ``mean_terminated_length`` averages the completions that ended with EOS; it is 0 when none did.
+    """
+    lengths = lengths.float()
+    terminated = lengths[~truncated.bool()]
+    return {
+        "min_length": lengths.min(),
+        "max_length": lengths.max(),
+        "mean_terminated_length": terminated.mean() if terminated.numel() else lengths.new_zeros(()),
     }
 
 

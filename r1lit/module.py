@@ -26,12 +26,15 @@ from r1lit.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
+    completion_length_stats,
     cosine_with_warmup,
     group_advantages,
     sampling_mismatch,
     selective_log_softmax,
+    token_entropy,
 )
 from r1lit.models import load_policy, load_tokenizer
+from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout.engine import RolloutEngine
@@ -110,6 +113,9 @@ class GRPOModule(L.LightningModule):
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.
         self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if self.loss.beta > 0 else []
+        # Running totals over all ranks, kept in checkpoints: completions generated (what callbacks call "samples
+        # seen") and prompt + completion tokens processed (TRL's ``num_tokens``).
+        self.samples_seen, self.num_tokens = 0, 0
 
     @property
     def ref_model(self) -> torch.nn.Module | None:
@@ -133,6 +139,13 @@ class GRPOModule(L.LightningModule):
     def teardown(self, stage: str) -> None:
         for reward in self.rewards:
             reward.close()  # worker processes; they start again if the rewards are used again
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["r1lit_counters"] = {"samples_seen": self.samples_seen, "num_tokens": self.num_tokens}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        counters = checkpoint.get("r1lit_counters", {})
+        self.samples_seen, self.num_tokens = counters.get("samples_seen", 0), counters.get("num_tokens", 0)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -169,6 +182,15 @@ class GRPOModule(L.LightningModule):
         stats = self._optimise(rollout, advantages)
         done = time.perf_counter()
 
+        counts = torch.stack([rollout.prompt_mask.sum() + rollout.completion_mask.sum(),
+                              torch.tensor(len(rollout.texts), device=self.device)]).float()  # [tokens, completions]
+        lengths, truncated = rollout.completion_lengths, rollout.truncated  # [N], [N]
+        if self.trainer.world_size > 1:
+            counts = self.all_gather(counts).sum(dim=0)
+            lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated.long()).flatten()
+        self.num_tokens += int(counts[0])
+        self.samples_seen += int(counts[1])
+
         grouped = rewards.view(-1, G)  # [B, G]
         metrics = {
             "reward": rewards.mean(),
@@ -176,6 +198,9 @@ class GRPOModule(L.LightningModule):
             "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
             "completions/mean_length": rollout.completion_lengths.float().mean(),
             "completions/clipped_ratio": rollout.truncated.float().mean(),
+            **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
+            "num_tokens": self.num_tokens,
+            "entropy": stats["entropy"],
             "clip_ratio/low_mean": stats["clip_low"],
             "clip_ratio/high_mean": stats["clip_high"],
             "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
@@ -215,6 +240,8 @@ class GRPOModule(L.LightningModule):
         sampler = rollout.sampler_logprobs  # [N, C] or None
         seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
+        entropy_sum = entropy_tokens = 0.0
+        temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         with torch.no_grad():
             if self.num_iterations > 1:
                 old_logps = self._logps_batched(self.policy, input_ids, attention, mask, slices)
@@ -227,7 +254,12 @@ class GRPOModule(L.LightningModule):
                 last = k == len(slices) - 1
                 with self._no_sync(last), accumulation_boundary(ds_engine, last):
                     width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
-                    logps = self._logps(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)  # [n, width]
+                    logits, targets = self._logits(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)
+                    logps = selective_log_softmax(logits, targets, temperature, chunk)  # [n, width]
+                    if iteration == 0:  # the entropy of the policy that sampled the rollout, from the same logits
+                        m = mask[mb, :width]  # [n, width]
+                        entropy_sum += float((token_entropy(logits, temperature, chunk) * m).sum())
+                        entropy_tokens += float(m.sum())
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
                     ref = ref_logps[mb, :width] if ref_logps is not None else None
                     is_weights = None
@@ -252,6 +284,7 @@ class GRPOModule(L.LightningModule):
         out = {
             "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
+            "entropy": entropy_sum / max(entropy_tokens, 1.0),
         }
         if seen_trainer:
             trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
@@ -260,6 +293,11 @@ class GRPOModule(L.LightningModule):
 
     def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
         """Per-token log-probs of the first ``width`` completion tokens. input_ids/attention: [n, P + C]. Returns [n, width]."""
+        logits, targets = self._logits(model, input_ids, attention, completion_len, width)
+        return selective_log_softmax(logits, targets, self.sampling.temperature, self.logprob_chunk_rows)
+
+    def _logits(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int):
+        """Logits predicting the first ``width`` completion tokens, [n, width, V], and those tokens, [n, width]."""
         cut = input_ids.shape[1] - completion_len + width
         input_ids, attention = input_ids[:, :cut], attention[:, :cut]  # [n, P + width]
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)  # as generate computes them for left padding
@@ -267,7 +305,7 @@ class GRPOModule(L.LightningModule):
             input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False,
             logits_to_keep=width + 1,
         ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
-        return selective_log_softmax(logits, input_ids[:, -width:], self.sampling.temperature, self.logprob_chunk_rows)
+        return logits, input_ids[:, -width:]
 
     @torch.no_grad()
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
@@ -310,6 +348,9 @@ class GRPOModule(L.LightningModule):
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
         self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)
+        accuracy = [row for reward, row in zip(self.rewards, per_reward) if isinstance(reward, AccuracyReward)]
+        if accuracy:  # pass@1: one sample per problem, scored by the (first) accuracy reward
+            self.log("val/accuracy", accuracy[0].mean().to(self.device), batch_size=size, sync_dist=True)
         for reward, row in zip(self.rewards, per_reward):
             self.log(f"val/rewards/{reward.name}/mean", row.mean().to(self.device), batch_size=size, sync_dist=True)
 

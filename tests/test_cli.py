@@ -80,6 +80,7 @@ EXPECTED_TAGS = [
     "reward", "reward_std", "frac_reward_zero_std", "kl", "loss", "lr", "step_time", "grad_norm",
     "completions/mean_length", "completions/clipped_ratio", "clip_ratio/region_mean",
     "time/generate", "time/score", "time/optimise",
+    "entropy", "num_tokens", "completions/min_length", "completions/max_length", "completions/mean_terminated_length",
     *(f"rewards/{name}/{stat}" for name in ("accuracy", "format", "length") for stat in ("mean", "std")),
 ]
 

@@ -11,10 +11,12 @@ from r1lit.losses import (
     DrGRPOLoss,
     GRPOLoss,
     clipped_surrogate,
+    completion_length_stats,
     cosine_with_warmup,
     group_advantages,
     k3_kl,
     selective_log_softmax,
+    token_entropy,
 )
 
 
@@ -146,6 +148,34 @@ def test_selective_log_softmax_matches_full_log_softmax():
     torch.testing.assert_close(selective_log_softmax(logits, targets, 0.7, chunk_rows=2), expected)
     got_bf16 = selective_log_softmax(logits.bfloat16(), targets, 1.0)
     assert got_bf16.dtype == torch.float32
+
+
+def test_token_entropy_by_hand():
+    """Guards the temperature scaling and the chunking of the logged ``entropy``."""
+    ln3 = math.log(3.0)
+    logits = torch.tensor([
+        [[0.0, 0.0, -1e4], [ln3, 0.0, -1e4]],  # p = (1/2, 1/2, 0): ln 2;  p = (3/4, 1/4, 0): -(3/4 ln 3/4 + 1/4 ln 1/4)
+        [[30.0, 0.0, 0.0], [0.0, 0.0, 0.0]],  # nearly one-hot: ~0;  uniform over 3: ln 3
+    ])
+    h_quarter = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # 0.5623
+    expected = torch.tensor([[math.log(2.0), h_quarter], [0.0, ln3]])
+    torch.testing.assert_close(token_entropy(logits, 1.0, chunk_rows=1), expected, atol=1e-6, rtol=0)
+    # temperature 2 on doubled logits is the same distribution
+    torch.testing.assert_close(token_entropy(2 * logits, 2.0, chunk_rows=4), expected, atol=1e-6, rtol=0)
+    # it is a metric: float32 out of bf16 logits, and no graph back into the model
+    trained = logits.clone().requires_grad_(True)
+    out = token_entropy(trained.bfloat16(), 1.0)
+    assert out.dtype == torch.float32 and not out.requires_grad
+
+
+def test_completion_length_stats_by_hand():
+    lengths = torch.tensor([3, 8, 5, 8])
+    truncated = torch.tensor([False, True, False, True])
+    stats = completion_length_stats(lengths, truncated)
+    assert float(stats["min_length"]) == 3 and float(stats["max_length"]) == 8
+    assert float(stats["mean_terminated_length"]) == pytest.approx(4.0)  # (3 + 5) / 2: the truncated 8s are left out
+    none_ended = completion_length_stats(lengths, torch.ones(4, dtype=torch.bool))
+    assert float(none_ended["mean_terminated_length"]) == 0.0  # not NaN
 
 
 def test_cosine_with_warmup_by_hand():
