@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from r1lit.checks import check_batch_layout
+from r1lit.checks import check_batch_layout, check_reward_weights
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
@@ -32,9 +32,10 @@ from r1lit.losses import (
     selective_log_softmax,
 )
 from r1lit.models import load_policy, load_tokenizer
+from r1lit.nonfinite import NonFiniteGuard
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
-from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
 
@@ -62,6 +63,8 @@ class GRPOModule(L.LightningModule):
         max_grad_norm: float | None = 1.0,
         gradient_checkpointing: bool = False,
         logprob_chunk_rows: int = 4,
+        reward_weights: list[float] | None = None,
+        max_consecutive_nonfinite: int = 3,
     ):
         """
         Args:
@@ -86,12 +89,19 @@ class GRPOModule(L.LightningModule):
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
             gradient_checkpointing: recompute activations in backward to save memory.
             logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
+            reward_weights: weights of ``rewards`` in order (TRL's ``reward_weights``), replacing each reward's
+                own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
+            max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
+                ``train/skipped_steps``); this many in a row stop the run with an error.
         """
         super().__init__()
         self.automatic_optimization = False
         if not rewards:
             raise ConfigError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
         check_batch_layout(1, num_generations, 1)
+        check_reward_weights(reward_weights, [r.weight for r in rewards])
+        for reward, weight in zip(rewards, reward_weights or []):
+            reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling"])
@@ -102,6 +112,7 @@ class GRPOModule(L.LightningModule):
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.importance_sampling = importance_sampling
         self.logprob_chunk_rows = logprob_chunk_rows
+        self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path)
         if gradient_checkpointing:
@@ -125,6 +136,12 @@ class GRPOModule(L.LightningModule):
         if self.ref_model is not None:
             self.ref_model.to(self.device)
         self.policy.train()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nonfinite"] = self.nonfinite.state_dict()  # skipped-update counts survive a resume
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
 
     def teardown(self, stage: str) -> None:
         for reward in self.rewards:
@@ -150,12 +167,13 @@ class GRPOModule(L.LightningModule):
     def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
         start = time.perf_counter()
         G = self.num_generations
-        rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling).to(self.device)
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling).to(self.device)
         generated = time.perf_counter()
 
         prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
         answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
-        per_reward = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N]
+        per_reward, reward_errors = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N], [R]
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
         rewards = (per_reward * weights).sum(dim=0)  # [N]
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
@@ -177,6 +195,7 @@ class GRPOModule(L.LightningModule):
             "loss": stats["loss"],
             "grad_norm": stats["grad_norm"],
             "lr": stats["lr"],
+            "train/skipped_steps": self.nonfinite.skipped,
             "step_time": done - start,
             "time/generate": generated - start,
             "time/score": scored - generated,
@@ -187,9 +206,11 @@ class GRPOModule(L.LightningModule):
         for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
             if key in stats:  # the engine returned its own log-probs
                 metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
-        for reward, row in zip(self.rewards, per_reward):
+        for reward, row, errors in zip(self.rewards, per_reward, reward_errors):
             metrics[f"rewards/{reward.name}/mean"] = row.mean()
             metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
+            if reward.on_error == "zero":
+                metrics[f"rewards/{reward.name}/errors"] = errors
         metrics = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
@@ -237,6 +258,9 @@ class GRPOModule(L.LightningModule):
                 total = total + stats
             grad_norm = self._clip_gradients()
             lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
+            if self.nonfinite.skip(total_loss, grad_norm, self.trainer.strategy):  # NaN/inf: no step, no LR step
+                optimizer.zero_grad(set_to_none=True)
+                continue
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
@@ -258,7 +282,8 @@ class GRPOModule(L.LightningModule):
             input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False,
             logits_to_keep=width + 1,
         ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
-        return selective_log_softmax(logits, input_ids[:, -width:], self.sampling.temperature, self.logprob_chunk_rows)
+        targets = input_ids[:, input_ids.shape[1] - width:]  # [n, width]; not [:, -width:], which is everything at width 0
+        return selective_log_softmax(logits, targets, self.sampling.temperature, self.logprob_chunk_rows)
 
     @torch.no_grad()
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
@@ -295,8 +320,9 @@ class GRPOModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         """One sampled completion per held-out problem, scored by the training rewards."""
-        rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling)
-        per_reward = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling)
+        per_reward, _ = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
         self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from r1lit.errors import ConfigError
 from r1lit.models import resolve_model_path
-from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.rollout.vllm_engine import VLLMEngine
 
@@ -146,7 +146,8 @@ class VLLMRollout(L.Callback):
     def push(self, pl_module) -> None:
         start = time.perf_counter()
         if self.mode != "reserved" or pl_module.global_rank == 0:
-            self.engine.load_weights(pl_module.policy.named_parameters())
+            with engine_failure(self.engine, "loading the policy's new weights"):
+                self.engine.load_weights(pl_module.policy.named_parameters())
         self.push_seconds.append(time.perf_counter() - start)
 
     def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:
