@@ -26,8 +26,9 @@ class StepFile(L.Callback):
         self.path = Path(path)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.path.with_suffix(".tmp").write_text(str(trainer.global_step))
-        os.replace(self.path.with_suffix(".tmp"), self.path)
+        if trainer.is_global_zero:  # one writer: ranks sharing the temporary file would race on the rename
+            self.path.with_suffix(".tmp").write_text(str(trainer.global_step))
+            os.replace(self.path.with_suffix(".tmp"), self.path)
 
 
 class NaNLoss(GRPOLoss):
