@@ -49,7 +49,8 @@ class R1LitCLI(LightningCLI):
         callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
         if not any(isinstance(c, GracefulStop) for c in callbacks):
             kwargs.setdefault("callbacks", [*callbacks, GracefulStop()])
-        if not any(isinstance(p, CheckpointIO) for p in plugins):
+        strategy_io = getattr(trainer.get("strategy"), "_checkpoint_io", None)  # Lightning refuses two
+        if strategy_io is None and not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
 

@@ -436,3 +436,29 @@ def test_engine_prompt_length_shorter_than_the_data_names_the_fix(capsys, tmp_pa
 def test_generations_that_do_not_fit_the_batch_name_the_fix(capsys, tmp_path, tiny_model_dir, nothing_loads):
     config = tiny_config(tmp_path, tiny_model_dir, **{"model.num_generations": 3})  # 2 × 3 = 6 completions, micro 4
     assert "does not divide the rollout" in parse_error(capsys, tmp_path, config)
+
+
+def test_the_cli_adds_graceful_stop_and_atomic_writes_unless_the_config_names_its_own(tmp_path, tiny_model_dir):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from r1lit.cli import R1LitCLI
+
+    def trainer_for(config):
+        path = write_config(tmp_path, config)
+        return R1LitCLI(GRPOModule, MathDataModule, run=False, args=["--config", str(path)]).trainer
+
+    trainer = trainer_for(tiny_config(tmp_path, tiny_model_dir))
+    assert sum(isinstance(c, GracefulStop) for c in trainer.callbacks) == 1
+    assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["trainer"]["callbacks"].append({"class_path": "GracefulStop", "init_args": {"signals": ["SIGUSR1"]}})
+    config["trainer"]["plugins"] = [{"class_path": "lightning.pytorch.plugins.io.TorchCheckpointIO"}]
+    trainer = trainer_for(config)
+    assert [c.signals for c in trainer.callbacks if isinstance(c, GracefulStop)] == [[signal.SIGUSR1]]
+    assert type(trainer.strategy.checkpoint_io) is TorchCheckpointIO
+
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["trainer"]["strategy"] = {"class_path": "lightning.pytorch.strategies.SingleDeviceStrategy",
+                                     "init_args": {"device": "cpu", "checkpoint_io": {"class_path": "lightning.pytorch.plugins.io.TorchCheckpointIO"}}}
+    assert type(trainer_for(config).strategy.checkpoint_io) is TorchCheckpointIO
