@@ -11,6 +11,8 @@ import os
 import sys
 import traceback
 
+import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
 # Imported so that their short class names resolve in YAML.
@@ -19,7 +21,9 @@ import r1lit.data  # noqa: F401
 import r1lit.losses  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
-from r1lit.checks import ConfigError, check_batch_layout
+from r1lit.callbacks import GracefulStop
+from r1lit.checkpoints import AtomicCheckpointIO
+from r1lit.checks import ConfigError, check_batch_layout, check_combinations
 from r1lit.data import MathDataModule
 from r1lit.errors import R1LitError
 from r1lit.module import GRPOModule
@@ -36,10 +40,26 @@ class R1LitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         try:
             check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
+            check_combinations(config, torch.cuda.is_available())
         except ConfigError as error:
             self.parser.error(str(error))
         if self.subcommand == "fit":
             pin_logger_for_resume(config)
+
+    def instantiate_trainer(self, **kwargs):
+        """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
+        if not any(isinstance(c, GracefulStop) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, GracefulStop()])
+        strategy_io = getattr(trainer.get("strategy"), "_checkpoint_io", None)  # Lightning refuses two
+        if strategy_io is None and not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def main(args: list[str] | None = None) -> None:
@@ -64,6 +84,8 @@ def main(args: list[str] | None = None) -> None:
         if error.__cause__ is not None:
             traceback.print_exception(error.__cause__)
         print(f"r1lit: error: {error}", file=sys.stderr)
+        if error.resume_hint:
+            print(error.resume_hint, file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -4,6 +4,9 @@
 class R1LitError(Exception):
     """A problem with the user's settings, data or components; the message says how to fix it."""
 
+    resume_hint: str | None = None
+    """Where a failed run can resume from; filled in by ``GracefulStop`` when the error ends a fit."""
+
 
 class ConfigError(R1LitError, ValueError):
     """Settings that cannot run, alone or in combination."""
@@ -15,3 +18,11 @@ class DataError(R1LitError, ValueError):
 
 class RewardError(R1LitError, RuntimeError):
     """A reward raised, or returned something other than one finite float per completion."""
+
+
+class TrainingError(R1LitError, RuntimeError):
+    """Training diverged (the loss or gradients stayed NaN/inf): a setting must change before resuming."""
+
+
+class EngineError(R1LitError, RuntimeError):
+    """The rollout engine failed or died (out of memory, a crashed vLLM worker)."""

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from r1lit.checks import check_batch_layout
+from r1lit.checks import check_batch_layout, check_reward_weights
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
@@ -34,10 +34,11 @@ from r1lit.losses import (
     token_entropy,
 )
 from r1lit.models import load_policy, load_tokenizer
+from r1lit.nonfinite import NonFiniteGuard
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
-from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
@@ -67,6 +68,8 @@ class GRPOModule(L.LightningModule):
         max_grad_norm: float | None = 1.0,
         gradient_checkpointing: bool = False,
         logprob_chunk_rows: int = 4,
+        reward_weights: list[float] | None = None,
+        max_consecutive_nonfinite: int = 3,
     ):
         """
         Args:
@@ -91,12 +94,19 @@ class GRPOModule(L.LightningModule):
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
             gradient_checkpointing: recompute activations in backward to save memory.
             logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
+            reward_weights: weights of ``rewards`` in order (TRL's ``reward_weights``), replacing each reward's
+                own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
+            max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
+                ``train/skipped_steps``); this many in a row stop the run with an error.
         """
         super().__init__()
         self.automatic_optimization = False
         if not rewards:
             raise ConfigError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
         check_batch_layout(1, num_generations, 1)
+        check_reward_weights(reward_weights, [r.weight for r in rewards])
+        for reward, weight in zip(rewards, reward_weights or []):
+            reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling"])
@@ -107,6 +117,7 @@ class GRPOModule(L.LightningModule):
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.importance_sampling = importance_sampling
         self.logprob_chunk_rows = logprob_chunk_rows
+        self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path)
         if gradient_checkpointing:
@@ -141,11 +152,14 @@ class GRPOModule(L.LightningModule):
             reward.close()  # worker processes; they start again if the rewards are used again
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # running totals and skipped-update counts survive a resume
         checkpoint["r1lit_counters"] = {"samples_seen": self.samples_seen, "num_tokens": self.num_tokens}
+        checkpoint["nonfinite"] = self.nonfinite.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("r1lit_counters", {})
         self.samples_seen, self.num_tokens = counters.get("samples_seen", 0), counters.get("num_tokens", 0)
+        self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -168,12 +182,13 @@ class GRPOModule(L.LightningModule):
         start = time.perf_counter()
         G = self.num_generations
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
-        rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed).to(self.device)
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed).to(self.device)
         generated = time.perf_counter()
 
         prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
         answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
-        per_reward = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N]
+        per_reward, reward_errors = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N], [R]
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
         rewards = (per_reward * weights).sum(dim=0)  # [N]
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
@@ -207,6 +222,7 @@ class GRPOModule(L.LightningModule):
             "loss": stats["loss"],
             "grad_norm": stats["grad_norm"],
             "lr": stats["lr"],
+            "train/skipped_steps": self.nonfinite.skipped,
             "step_time": done - start,
             "time/generate": generated - start,
             "time/score": scored - generated,
@@ -217,9 +233,11 @@ class GRPOModule(L.LightningModule):
         for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
             if key in stats:  # the engine returned its own log-probs
                 metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
-        for reward, row in zip(self.rewards, per_reward):
+        for reward, row, errors in zip(self.rewards, per_reward, reward_errors):
             metrics[f"rewards/{reward.name}/mean"] = row.mean()
             metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
+            if reward.on_error == "zero":
+                metrics[f"rewards/{reward.name}/errors"] = errors
         metrics = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
@@ -276,6 +294,9 @@ class GRPOModule(L.LightningModule):
                 total = total + stats
             grad_norm = self._clip_gradients() if ds_engine is None else None  # DeepSpeed clips inside its step
             lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
+            if self.nonfinite.skip(total_loss, grad_norm, self.trainer.strategy):  # NaN/inf: no step, no LR step
+                optimizer.zero_grad(set_to_none=True)
+                continue
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ds_engine is not None:
@@ -305,7 +326,7 @@ class GRPOModule(L.LightningModule):
             input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False,
             logits_to_keep=width + 1,
         ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
-        return logits, input_ids[:, -width:]
+        return logits, input_ids[:, input_ids.shape[1] - width:]  # [n, width]; not [:, -width:]: all tokens at width 0
 
     @torch.no_grad()
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
@@ -343,8 +364,9 @@ class GRPOModule(L.LightningModule):
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         """One sampled completion per held-out problem, scored by the training rewards."""
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
-        rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
-        per_reward = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
+        per_reward, _ = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
         self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)

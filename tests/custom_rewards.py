@@ -15,3 +15,18 @@ class BrokenReward(Reward):
 
     def __call__(self, prompts, completions, answers):
         raise KeyError("solution")
+
+
+class FlakyReward(Reward):
+    """Fails on the completions that contain ``trigger`` (like a parser that chokes on some inputs); scores the
+    others by length like LengthReward. Extra arguments (``on_error``, ``weight``) reach the base class."""
+
+    def __init__(self, trigger: str = "bad", **kwargs):
+        super().__init__(**kwargs)
+        self.trigger = trigger
+
+    def __call__(self, prompts, completions, answers):
+        for c in completions:
+            if self.trigger in c:
+                raise ValueError(f"cannot parse {c[:20]!r}")
+        return [1.0 / (1.0 + len(c)) for c in completions]

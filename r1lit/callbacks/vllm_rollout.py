@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from r1lit.errors import ConfigError
 from r1lit.models import resolve_model_path
-from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.rollout.vllm_engine import VLLMEngine
 from r1lit.zero import full_parameters, zero_stage
@@ -151,7 +151,8 @@ class VLLMRollout(L.Callback):
         sharded = zero_stage(pl_module.trainer) == 3
         weights = full_parameters(pl_module.policy, sharded)
         if self.mode != "reserved" or pl_module.global_rank == 0:
-            self.engine.load_weights(weights)
+            with engine_failure(self.engine, "loading the policy's new weights"):
+                self.engine.load_weights(weights)
         elif sharded:
             for _ in weights:  # take part in every gather rank 0's push needs
                 pass

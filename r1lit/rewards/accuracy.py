@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from r1lit.errors import ConfigError
 from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
@@ -25,6 +27,7 @@ class AccuracyReward(Reward):
         batch_timeout: float = 60.0,
         max_answer_chars: int = 1000,
         memory_limit_mb: int = 2048,
+        on_error: Literal["raise", "zero"] = "raise",
     ):
         """
         Args:
@@ -35,8 +38,10 @@ class AccuracyReward(Reward):
             batch_timeout: seconds a whole batch of checks may take; unfinished checks score 0.
             max_answer_chars: longer answers score 0 without being parsed.
             memory_limit_mb: address-space limit of each checking process.
+            on_error: ``raise`` stops the run when the reward fails; ``zero`` scores the failing completion 0 and
+                counts it in ``rewards/<name>/errors``.
         """
-        super().__init__(weight=weight, name=name)
+        super().__init__(weight=weight, name=name, on_error=on_error)
         if max_answer_chars < 1:
             raise ConfigError(f"max_answer_chars must be >= 1, got {max_answer_chars}")
         self.max_answer_chars = max_answer_chars

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from typing import Literal
+
+from r1lit.errors import ConfigError
 
 
 class Reward(ABC):
@@ -13,15 +16,21 @@ class Reward(ABC):
     length N) and returns N floats. The module multiplies them by ``weight`` and sums over rewards.
     """
 
-    def __init__(self, weight: float = 1.0, name: str | None = None):
+    def __init__(self, weight: float = 1.0, name: str | None = None, on_error: Literal["raise", "zero"] = "raise"):
         """
         Args:
             weight: factor applied to this reward before rewards are summed.
             name: key of this reward's metrics (``rewards/<name>/mean``); defaults to the class name in snake
                 case without the ``Reward`` suffix (``AccuracyReward`` -> ``accuracy``).
+            on_error: when the reward raises (or returns NaN/inf) on a completion: ``raise`` stops the run
+                naming the reward and the completion; ``zero`` scores that completion 0, counts it in
+                ``rewards/<name>/errors`` and goes on.
         """
+        if on_error not in ("raise", "zero"):
+            raise ConfigError(f"on_error must be 'raise' or 'zero', got {on_error!r}")
         self.weight = float(weight)
         self.name = name or _default_name(type(self).__name__)
+        self.on_error = on_error
 
     @abstractmethod
     def __call__(self, prompts: list[str], completions: list[str], answers: list[str]) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from r1lit.errors import ConfigError
 from r1lit.rewards.base import Reward
@@ -20,14 +21,19 @@ class FormatReward(Reward):
     the four tags it contains exactly once: a learning signal for small models that rarely hit the full format.
     """
 
-    def __init__(self, weight: float = 1.0, name: str | None = None, partial_credit: float = 0.0):
+    def __init__(
+        self, weight: float = 1.0, name: str | None = None, partial_credit: float = 0.0,
+        on_error: Literal["raise", "zero"] = "raise",
+    ):
         """
         Args:
             weight: factor applied to this reward before rewards are summed.
             name: metrics key; defaults to ``format``.
             partial_credit: most a completion failing the strict pattern can earn from its tags (0 = strict only).
+            on_error: ``raise`` stops the run when the reward fails; ``zero`` scores the failing completion 0 and
+                counts it in ``rewards/<name>/errors``.
         """
-        super().__init__(weight=weight, name=name)
+        super().__init__(weight=weight, name=name, on_error=on_error)
         if not 0.0 <= partial_credit < 1.0:
             raise ConfigError(f"partial_credit must be in [0, 1), got {partial_credit}")
         self.partial_credit = partial_credit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -11,29 +12,78 @@ from r1lit.rewards.base import Reward
 
 __all__ = ["RewardError", "score_completions"]
 
+log = logging.getLogger(__name__)
 
-def score_completions(rewards: list[Reward], prompts: list[str], completions: list[str], answers: list[str]) -> torch.Tensor:
-    """Scores of each reward, unweighted: [R, N] float32. A reward that fails stops the step with its name and the
-    completion it failed on."""
-    rows = []
+
+def score_completions(
+    rewards: list[Reward], prompts: list[str], completions: list[str], answers: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of each reward, unweighted: [R, N] float32, and per reward the number of completions it failed on
+    and scored 0 (``on_error="zero"``): [R] long. A reward with ``on_error="raise"`` that fails stops the step
+    with its name and the completion it failed on."""
+    rows, errors = [], []
     for reward in rewards:
-        label = f"reward '{reward.name}' ({type(reward).__name__})"
-        try:
-            scores = reward(prompts, completions, answers)
-        except Exception as error:
-            raise RewardError(
-                f"{label} raised {type(error).__name__}: {error}\n  on a batch whose first completion is "
-                f"{_excerpt(completions[0])} (gold {answers[0]!r}).\n  Fix the reward class, or remove it from "
-                "model.rewards in your config."
-            ) from error
-        scores = list(scores)
-        if len(scores) != len(completions):
-            raise RewardError(f"{label} returned {len(scores)} scores for {len(completions)} completions; it must return one per completion")
-        for i, score in enumerate(scores):
-            if not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise RewardError(f"{label} returned {score!r} for completion {i} {_excerpt(completions[i])}; scores must be finite floats")
+        scores, failed = _score(reward, prompts, completions, answers)
         rows.append(torch.tensor(scores, dtype=torch.float32))
-    return torch.stack(rows)
+        errors.append(failed)
+    return torch.stack(rows), torch.tensor(errors, dtype=torch.long)
+
+
+def _score(reward: Reward, prompts: list[str], completions: list[str], answers: list[str]) -> tuple[list[float], int]:
+    label = f"reward '{reward.name}' ({type(reward).__name__})"
+    try:
+        scores = list(reward(prompts, completions, answers))
+    except Exception as error:
+        return _one_by_one(reward, label, prompts, completions, answers, error)
+    if len(scores) != len(completions):
+        raise RewardError(f"{label} returned {len(scores)} scores for {len(completions)} completions; it must return one per completion")
+    bad = [i for i, score in enumerate(scores) if not _finite(score)]
+    if bad and reward.on_error == "raise":
+        i = bad[0]
+        raise RewardError(
+            f"{label} returned {scores[i]!r} for completion {i} {_excerpt(completions[i])}; scores must be finite floats. "
+            f"Fix the reward, or set its on_error: zero to score such completions 0."
+        )
+    if bad:
+        log.warning("%s returned non-finite scores for %d of %d completions; scored 0", label, len(bad), len(scores))
+    return [0.0 if i in bad else float(score) for i, score in enumerate(scores)], len(bad)
+
+
+def _one_by_one(reward: Reward, label: str, prompts, completions, answers, batch_error: Exception) -> tuple[list[float], int]:
+    """The batch call raised: score each completion alone, to name the one it fails on (``raise``) or to score
+    only the failing ones 0 (``zero``)."""
+    scores, failures = [], []
+    for i, args in enumerate(zip(prompts, completions, answers)):
+        try:
+            (score,) = reward(*([a] for a in args))
+            if not _finite(score):
+                raise ValueError(f"returned {score!r}")
+        except Exception as error:
+            if reward.on_error == "raise":
+                raise RewardError(
+                    f"{label} raised {type(error).__name__}: {error}\n  on completion {i} {_excerpt(completions[i])} "
+                    f"(gold {answers[i]!r}).\n  Fix the reward class, remove it from model.rewards in your config, "
+                    "or set its on_error: zero to score such completions 0."
+                ) from error
+            failures.append((i, error))
+            score = 0.0
+        scores.append(float(score))
+    if not failures and reward.on_error == "raise":  # fails on the batch, not on any one completion
+        raise RewardError(
+            f"{label} raised {type(batch_error).__name__}: {batch_error}\n  on a batch of {len(completions)} "
+            f"completions (each alone scored without error; the first is {_excerpt(completions[0])}).\n  Fix the reward class."
+        ) from batch_error
+    if failures:
+        i, error = failures[0]
+        log.warning(
+            "%s failed on %d of %d completions, scored 0; the first: %s: %s on %s",
+            label, len(failures), len(completions), type(error).__name__, error, _excerpt(completions[i]),
+        )
+    return scores, len(failures)
+
+
+def _finite(score) -> bool:
+    return isinstance(score, (int, float)) and math.isfinite(score)
 
 
 def _excerpt(text: str, limit: int = 200) -> str:

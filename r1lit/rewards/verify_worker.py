@@ -30,6 +30,8 @@ def check(prediction: str | None, gold: str, timeout: int) -> float:
 def main() -> None:
     memory_mb, timeout = int(sys.argv[1]), int(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # so is a scheduler's SIGTERM to the job: the step in flight ends
+    # with its scores. The trainer ends a worker with SIGKILL, and a worker whose trainer died sees EOF and exits.
     if memory_mb:
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
     import math_verify  # noqa: F401 — import before saying ready, so the parent's clock covers only checks

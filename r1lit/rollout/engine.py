@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from torch import Tensor, nn
 
+from r1lit.errors import EngineError, R1LitError
 from r1lit.rollout.types import Rollout, SamplingConfig
 
 
@@ -27,3 +29,21 @@ class RolloutEngine(ABC):
 
     def close(self) -> None:
         """Free the engine's resources."""
+
+
+@contextlib.contextmanager
+def engine_failure(engine: RolloutEngine, doing: str) -> Iterator[None]:
+    """Turns whatever an engine raises (a dead vLLM worker, out of memory) into an ``EngineError`` saying what to
+    check; the engine's own exception stays attached as the cause."""
+    try:
+        yield
+    except R1LitError:
+        raise
+    except Exception as error:
+        raise EngineError(
+            f"the rollout engine {type(engine).__name__} failed while {doing}: {type(error).__name__}: {error}\n"
+            "  If it died or ran out of memory: lower its memory (VLLMEngine: gpu_memory_utilization, "
+            "kv_cache_memory_bytes, max_model_len; HFEngine: max_batch_size) or the rollout (data.batch_size, "
+            "model.num_generations, model.sampling.max_tokens), and read the engine's own log above (vLLM's "
+            "EngineCore / worker lines; `dmesg` shows out-of-memory kills)."
+        ) from error

@@ -86,8 +86,11 @@ class Rollout:
 def completion_mask_from_eos(completion_ids: Tensor, eos_ids: list[int]) -> tuple[Tensor, Tensor]:
     """Mask that keeps tokens up to and including the first EOS of each row.
 
-    completion_ids: [N, C]. Returns (mask [N, C] long, truncated [N] bool).
+    completion_ids: [N, C]. Returns (mask [N, C] long, truncated [N] bool). With C = 0 (an engine that returned
+    no tokens at all) every completion is empty and none counts as truncated.
     """
+    if completion_ids.shape[1] == 0:
+        return torch.zeros_like(completion_ids), torch.zeros(completion_ids.shape[0], dtype=torch.bool, device=completion_ids.device)
     is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))  # [N, C]
     has_eos = is_eos.any(dim=1)  # [N]
     first = torch.where(has_eos, is_eos.float().argmax(dim=1), torch.full_like(has_eos, completion_ids.shape[1], dtype=torch.long))
