@@ -54,11 +54,11 @@ class DyingEngine(HFEngine):
         super().__init__()
         self.die_at, self.calls = die_at, 0
 
-    def generate(self, prompt_ids, n, sampling):
+    def generate(self, prompt_ids, n, sampling, seed=None):
         self.calls += 1
         if self.calls == self.die_at:
             raise RuntimeError("EngineCore encountered an issue: worker process died unexpectedly")
-        return super().generate(prompt_ids, n, sampling)
+        return super().generate(prompt_ids, n, sampling, seed)
 
 
 class DegenerateEngine(RolloutEngine):
@@ -71,7 +71,7 @@ class DegenerateEngine(RolloutEngine):
     def bind(self, policy, tokenizer) -> None:
         self.tokenizer, self.eos = tokenizer, tokenizer.eos_token_id
 
-    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> Rollout:
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         rows = len(prompt_ids) * n
         tokens = {"empty": [], "eos": [self.eos], "same": [5, 6, 7, self.eos]}[self.mode]
         ids = torch.tensor([tokens] * rows, dtype=torch.long).view(rows, len(tokens))  # [N, C], C may be 0
@@ -115,8 +115,8 @@ class DyingVLLMEngine(VLLMEngine):
         super().__init__(**kwargs)
         self.die_at, self.calls = die_at, 0
 
-    def generate(self, prompt_ids, n, sampling):
+    def generate(self, prompt_ids, n, sampling, seed=None):
         self.calls += 1
         if self.calls == self.die_at:
             self.llm.llm_engine.engine_core.shutdown()
-        return super().generate(prompt_ids, n, sampling)
+        return super().generate(prompt_ids, n, sampling, seed)

@@ -199,7 +199,8 @@ def test_validate_subcommand_logs_validation_reward(capsys, tmp_path, tiny_model
 
 
 @pytest.mark.parametrize("name", ["qwen0.5b.yaml", "qwen1.5b.yaml"])
-def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name):
+def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # parsed as on their GPU machines
     cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / name)])
     rollout = [c for c in cli.config.trainer.callbacks if c.class_path.endswith("VLLMRollout")]
     assert len(rollout) == 1, "the recipe must generate with vLLM"
@@ -208,7 +209,8 @@ def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name):
     assert args.max_prompt_length == cli.config.data.max_prompt_length
 
 
-def test_multinode_recipe_spans_nodes_under_deepspeed():
+def test_multinode_recipe_spans_nodes_under_deepspeed(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / "qwen1.5b-multinode.yaml")])
     trainer = cli.config.trainer
     assert trainer.num_nodes == 2 and trainer.devices == 7
