@@ -120,6 +120,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_runs_weights(tmp_path, tiny_
     resumed = subprocess.run(command + ["--ckpt_path", "last"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stderr and not (killed_dir.parent / "version_1").exists()  # its own folder
+    assert "not resumable" not in resumed.stderr  # Lightning knows the loader resumes mid-epoch
 
     straight, after = _records(tmp_path / "straight.jsonl"), _records(log)
     assert sorted(after) == list(range(steps))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
-from r1lit.data.sampler import ResumableSampler
+from r1lit.data.sampler import ResumableLoader, ResumableSampler
 from r1lit.data.sources import ProblemSource
 from r1lit.errors import ConfigError, DataError
 from r1lit.models import load_tokenizer
@@ -130,7 +129,7 @@ class MathDataModule(L.LightningDataModule):
                 rank_zero_info(f"[r1lit] resuming on {world} ranks a run saved on {state['world_size']}: the data "
                                "order of the resumed epoch is not the uninterrupted run's")
             sampler.resume(state["epoch"], batches_done)
-        return DataLoader(
+        return ResumableLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
             num_workers=self.num_workers,
         )

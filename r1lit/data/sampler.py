@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 
 class ResumableSampler(DistributedSampler):
@@ -47,3 +47,15 @@ class ResumableSampler(DistributedSampler):
     def __len__(self) -> int:
         # The full epoch, also when resumed: Lightning counts the restored batches towards the epoch's length.
         return self.per_rank
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that tells Lightning it resumes mid-epoch (Lightning looks for ``state_dict``/``load_state_dict``
+    and otherwise warns that the resume is unreliable). The position itself lives in the datamodule's checkpoint
+    state, counted by the trainer, so the loader's one-batch prefetch cannot shift it."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
