@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from r1lit.callbacks.run_info import log_step, run_dir, samples_seen
+from r1lit.callbacks.text import clip, scores_line
 from r1lit.errors import ConfigError
 
 # The keys of one line of the log, in order (tests check them; tools/find_aha.py reads them).
@@ -102,13 +103,10 @@ class CompletionLog(L.Callback):
         for g, group in groups:
             parts.append(f"### group {g}\n\n**Question:** {group['problem']}  \n**Gold answer:** `{group['answer']}`\n")
             for i, c in enumerate(group["completions"]):
-                text = c["text"]
-                if self.tensorboard_max_chars is not None and len(text) > self.tensorboard_max_chars:
-                    text = text[: self.tensorboard_max_chars] + " […]"
-                scores = ", ".join(f"{k}={v:g}" for k, v in c["scores"].items())
+                text = clip(c["text"], self.tensorboard_max_chars)
                 flag = " · truncated" if c["truncated"] else ""
                 parts.append(
-                    f"**answer {i}** · reward {c['reward']:.3f} ({scores}) · advantage {c['advantage']:+.3f} · "
+                    f"**answer {i}** · {scores_line(c)} · advantage {c['advantage']:+.3f} · "
                     f"{c['length']} tokens{flag}\n\n```\n{text.replace('```', 'ˋˋˋ')}\n```\n"
                 )
         return "\n".join(parts)

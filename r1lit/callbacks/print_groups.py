@@ -7,6 +7,7 @@ import sys
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from r1lit.callbacks.text import clip, scores_line
 from r1lit.errors import ConfigError
 
 
@@ -35,11 +36,7 @@ class PrintGroups(L.Callback):
             lines.append(f"\n{'=' * 30} step {trainer.global_step} · group {g} {'=' * 30}")
             lines.append(f"Question:\n{group['problem']}\nGold answer: {group['answer']}")
             for i, completion in enumerate(group["completions"]):
-                text = completion["text"]
-                if self.max_chars is not None and len(text) > self.max_chars:
-                    text = text[: self.max_chars] + " […]"
-                scores = ", ".join(f"{k}={v:g}" for k, v in completion["scores"].items())
-                lines.append(f"--- answer {i} · reward {completion['reward']:.3f} ({scores}) · {completion['length']} tokens")
-                lines.append(text)
+                lines.append(f"--- answer {i} · {scores_line(completion)} · {completion['length']} tokens")
+                lines.append(clip(completion["text"], self.max_chars))
         if lines:
             print("\n".join(lines), file=sys.stdout, flush=True)
