@@ -42,7 +42,7 @@ from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
-from r1lit.zero import accumulation_boundary, configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed
+from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
 
 class GRPOModule(L.LightningModule):
@@ -270,7 +270,8 @@ class GRPOModule(L.LightningModule):
             total_loss, total = 0.0, LossStats()
             for k, mb in enumerate(slices):
                 last = k == len(slices) - 1
-                with self._no_sync(last), accumulation_boundary(ds_engine, last):
+                mark_accumulation_boundary(ds_engine, last)
+                with self._no_sync(last):
                     width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
                     logits, targets = self._logits(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)
                     logps = selective_log_softmax(logits, targets, temperature, chunk)  # [n, width]

@@ -9,7 +9,6 @@ Under ZeRO-3 each rank holds a shard of every parameter; pushing weights to an e
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import torch
@@ -49,11 +48,10 @@ def configure_deepspeed(strategy, max_grad_norm: float | None, micro_batch_size:
     config.setdefault("train_micro_batch_size_per_gpu", micro_batch_size)  # for DeepSpeed's throughput logs only
 
 
-def accumulation_boundary(engine, last: bool) -> contextlib.AbstractContextManager:
-    """Tell DeepSpeed whether this backward ends the update (gradients reduced and kept) or accumulates."""
+def mark_accumulation_boundary(engine, last: bool) -> None:
+    """Before a backward: tell DeepSpeed (None = not DeepSpeed) whether it ends the update or accumulates."""
     if engine is not None:
         engine.set_gradient_accumulation_boundary(last)
-    return contextlib.nullcontext()
 
 
 def zero_stage(trainer) -> int:

@@ -16,6 +16,13 @@ from r1lit.module import GRPOModule
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
+SCRIPT = Path(sys.executable).parent / "r1lit"  # the console script: tests cover the installed entry point
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def fit_command(config: Path, *extra: str) -> list[str]:
+    """``r1lit fit`` on a config file, as argv; run it with ``SUBPROCESS_ENV`` so classes in tests/ resolve."""
+    return [str(SCRIPT), "fit", "--config", str(config), *extra]
 
 
 def tiny_config(tmp_path: Path, model_dir: Path, **overrides) -> dict:
@@ -89,10 +96,8 @@ EXPECTED_TAGS = [
 def test_three_step_fit_through_the_console_script(tmp_path, tiny_model_dir):
     """The README's path on a tiny model: finite loss, changed weights, every promised tag, a checkpoint."""
     config = write_config(tmp_path, tiny_config(tmp_path, tiny_model_dir))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    script = Path(sys.executable).parent / "r1lit"
-    result = subprocess.run([str(script), "fit", "--config", str(config)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(fit_command(config), cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Question:" in result.stdout and "--- answer 3" in result.stdout  # the seed-style group printing
 

@@ -2,15 +2,13 @@
 ``r1lit fit`` command: accumulation equals one big batch, ranks stay identical, sharded checkpoints resume."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from test_cli import TESTS, scalars, tiny_config, write_config
+from test_cli import SUBPROCESS_ENV, fit_command, scalars, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.deepspeed]
 
@@ -40,9 +38,7 @@ def ds_config(tmp_path: Path, model_dir: Path, run: str, stage: int = 2, devices
 
 
 def fit(config: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    script = Path(sys.executable).parent / "r1lit"
-    result = subprocess.run([str(script), "fit", "--config", str(config), *extra], cwd=config.parent, env=env,
+    result = subprocess.run(fit_command(config, *extra), cwd=config.parent, env=SUBPROCESS_ENV,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return result

@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,12 +12,11 @@ import pytest
 import torch
 import yaml
 
-from test_cli import TESTS, scalars, tiny_config
+from test_cli import SUBPROCESS_ENV as ENV
+from test_cli import fit_command, scalars, tiny_config
 from test_vllm import vllm_model_dir  # noqa: F401 — the fixture
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(sys.executable).parent / "r1lit"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
 
 
 def config_for(tmp_path: Path, model_dir: Path, steps: int, every_step: bool = False, **overrides) -> dict:
@@ -36,7 +34,7 @@ def config_for(tmp_path: Path, model_dir: Path, steps: int, every_step: bool = F
 def start(tmp_path: Path, config: dict, *extra: str, name: str = "config.yaml") -> subprocess.Popen:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
-    return subprocess.Popen([str(SCRIPT), "fit", "--config", str(path), *extra], cwd=tmp_path, env=ENV,
+    return subprocess.Popen(fit_command(path, *extra), cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 

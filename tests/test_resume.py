@@ -3,10 +3,8 @@
 uninterrupted run ends."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 from r1lit.data.sampler import ResumableSampler
 from r1lit.resume import last_checkpoint_version
 from r1lit.rollout.seeds import derive_seed
-from test_cli import TESTS, tiny_config, write_config
+from test_cli import SUBPROCESS_ENV, fit_command, tiny_config, write_config
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch():
@@ -84,11 +82,6 @@ def _config(tmp_path: Path, model_dir: Path, run: str, steps: int) -> Path:
     return write_config(tmp_path / run, config)
 
 
-def _command(config: Path, *extra: str) -> tuple[list[str], dict]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return [str(Path(sys.executable).parent / "r1lit"), "fit", "--config", str(config), *extra], env
-
-
 def _records(path: Path) -> dict[int, list[str]]:
     return {r["step"]: r["problems"] for r in map(json.loads, path.read_text().splitlines())}
 
@@ -100,11 +93,11 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_runs_weights(tmp_path, tiny_model_dir):
     steps, kill_after = 6, 3  # 4 batches per epoch: the resume is mid-epoch and then crosses into epoch 1
-    command, env = _command(_config(tmp_path, tiny_model_dir, "straight", steps))
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    env = SUBPROCESS_ENV
+    done = subprocess.run(fit_command(_config(tmp_path, tiny_model_dir, "straight", steps)), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    command, env = _command(_config(tmp_path, tiny_model_dir, "killed", steps))
+    command = fit_command(_config(tmp_path, tiny_model_dir, "killed", steps))
     log = tmp_path / "killed.jsonl"
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

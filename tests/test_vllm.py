@@ -3,7 +3,6 @@ a resume. Each scenario runs in its own process: vLLM creates a process group an
 that hosts it, which must not leak into other tests."""
 
 import multiprocessing as mp
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import build_tiny_model
-from test_cli import TESTS, scalars, tiny_config
+from test_cli import SUBPROCESS_ENV, fit_command, scalars, tiny_config
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 KV_BYTES = 64 << 20  # bound the CPU KV cache (vLLM would take ~15 GB)
@@ -78,10 +77,8 @@ def test_vllm_logprobs_match_the_policy_before_and_after_weight_pushes(vllm_mode
 def _fit(tmp_path: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
     path = tmp_path / "vllm.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    script = Path(sys.executable).parent / "r1lit"
-    return subprocess.run([str(script), "fit", "--config", str(path), *extra], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(fit_command(path, *extra), cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True,
+                          text=True, timeout=900)
 
 
 def vllm_config(tmp_path: Path, model_dir: Path, steps: int) -> dict:

@@ -83,7 +83,7 @@ def main() -> None:
             engine.load_weights(policy.named_parameters())
             pushes.append(time.perf_counter() - start)
         rows.append((f"  weight push ({dtype})", float("nan"), statistics.median(pushes)))
-        rows.append((f"  train fwd+bwd, engine up", float("nan"), train_seconds()))
+        rows.append(("  train fwd+bwd, engine up", float("nan"), train_seconds()))
         engine.close()
         del engine
 

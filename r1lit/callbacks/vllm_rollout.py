@@ -13,7 +13,6 @@ after every ``sync_every_n_steps``-th optimizer step.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Literal
 
