@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from r1lit.errors import ConfigError
 
-__all__ = ["ConfigError", "check_batch_layout", "check_combinations", "check_engine_length", "check_reward_weights"]
+__all__ = ["ConfigError", "check_batch_layout", "check_combinations", "check_engine_length", "check_engine_setup",
+           "check_reward_weights"]
 
 
 def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: int) -> None:
@@ -40,9 +42,9 @@ def check_reward_weights(reward_weights: list[float] | None, own_weights: list[f
         )
 
 
-def check_engine_length(max_model_len: int | None, engine_prompt_length: int, max_prompt_length: int, max_tokens: int) -> None:
-    """The vLLM engine must hold the longest prompt the data lets through plus the longest completion. Its
-    ``max_model_len`` is its own setting, or else VLLMRollout's ``max_prompt_length`` + ``max_tokens``."""
+def check_engine_length(max_model_len: int | None, max_prompt_length: int, max_tokens: int) -> None:
+    """A vLLM engine must hold the longest prompt the data lets through plus the longest completion; without its
+    own ``max_model_len`` it is sized to exactly that at start."""
     needed = max_prompt_length + max_tokens
     if max_model_len is not None and max_model_len < needed:
         raise ConfigError(
@@ -50,12 +52,50 @@ def check_engine_length(max_model_len: int | None, engine_prompt_length: int, ma
             f"model.sampling.max_tokens = {max_prompt_length} + {max_tokens} = {needed}; raise max_model_len to "
             f"{needed} (or leave it unset), or lower one of the two"
         )
-    if max_model_len is None and engine_prompt_length < max_prompt_length:
+
+
+def check_engine_setup(config, cuda_available: bool, cuda_devices: int) -> None:
+    """The engine is chosen once, in ``model.engine``; a vLLM engine needs the ``VLLMRollout`` callback that runs
+    its life, fits the prompt + completion, and gets a GPU of its own or a share that leaves the trainer room."""
+    from r1lit.callbacks.vllm_rollout import VLLMRollout
+    from r1lit.rollout.placement import check_colocated_memory, reserved_gpu
+    from r1lit.rollout.vllm_base import VLLMSettings
+    from r1lit.rollout.vllm_engine import VLLMEngine
+
+    model, data, trainer = config.model, config.data, config.trainer
+    engine = model.engine
+    engine_cls = _import(engine.class_path) if getattr(engine, "class_path", None) else None
+    is_vllm = engine_cls is not None and issubclass(engine_cls, VLLMSettings)
+    callbacks = [c for c in (trainer.callbacks or []) if isinstance(getattr(c, "class_path", None), str)]
+    has_rollout = any(issubclass(_import(c.class_path), VLLMRollout) for c in callbacks)
+    if is_vllm and not has_rollout:
         raise ConfigError(
-            f"VLLMRollout max_prompt_length={engine_prompt_length} is shorter than data.max_prompt_length="
-            f"{max_prompt_length}: the engine would refuse the longest prompts. Set VLLMRollout's "
-            f"max_prompt_length to {max_prompt_length}"
+            f"model.engine is {engine_cls.__name__}, which must be started, synced and stopped by the VLLMRollout "
+            "callback: add `- class_path: VLLMRollout` to trainer.callbacks"
         )
+    if has_rollout and not is_vllm:
+        raise ConfigError(
+            "trainer.callbacks has VLLMRollout but model.engine is "
+            f"{engine_cls.__name__ if engine_cls else 'unset (HFEngine)'}; choose the vLLM engine in model.engine "
+            "(class_path: VLLMEngine or VLLMServerEngine), or drop the callback"
+        )
+    if not is_vllm:
+        return
+    args = engine.init_args
+    check_engine_length(getattr(args, "max_model_len", None), data.max_prompt_length, model.sampling.max_tokens)
+    on_gpu = cuda_available and trainer.accelerator not in ("cpu",)
+    if issubclass(engine_cls, VLLMEngine):
+        check_colocated_memory(getattr(args, "gpu_memory_utilization", 0.7), on_gpu)
+    elif on_gpu and getattr(args, "base_url", None) is None and isinstance(trainer.devices, int) and node_rank() == 0:
+        reserved_gpu(cuda_devices, trainer.devices)  # node 0 (global rank 0's) starts the engine on its spare GPU
+
+
+def node_rank() -> int:
+    """This machine's node index as the common launchers set it (0 when launched by hand)."""
+    for name in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 DEEPSPEED_CLASSES = {"lightning.pytorch.strategies.DeepSpeedStrategy", "lightning.pytorch.strategies.deepspeed.DeepSpeedStrategy"}
@@ -74,18 +114,12 @@ def check_deepspeed_device(strategy, accelerator, cuda_available: bool) -> None:
         )
 
 
-def check_combinations(config, cuda_available: bool) -> None:
+def check_combinations(config, cuda_available: bool, cuda_devices: int = 0) -> None:
     """Every check above that a parsed ``r1lit fit`` config can fail, before anything is loaded."""
     model, data, trainer = config.model, config.data, config.trainer
     check_reward_weights(model.reward_weights, [getattr(r.init_args, "weight", 1.0) for r in model.rewards])
     check_deepspeed_device(trainer.strategy, trainer.accelerator, cuda_available)
-    from r1lit.callbacks.vllm_rollout import VLLMRollout
-
-    for callback in trainer.callbacks or []:
-        if isinstance(getattr(callback, "class_path", None), str) and issubclass(_import(callback.class_path), VLLMRollout):
-            engine = callback.init_args.engine
-            max_model_len = getattr(engine.init_args, "max_model_len", None) if engine is not None else None
-            check_engine_length(max_model_len, callback.init_args.max_prompt_length, data.max_prompt_length, model.sampling.max_tokens)
+    check_engine_setup(config, cuda_available, cuda_devices)
 
 
 def _import(class_path: str) -> type:

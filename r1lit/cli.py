@@ -40,7 +40,7 @@ class R1LitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         try:
             check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
-            check_combinations(config, torch.cuda.is_available())
+            check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
         except ConfigError as error:
             self.parser.error(str(error))
         if self.subcommand == "fit":

@@ -77,7 +77,9 @@ class GRPOModule(L.LightningModule):
             rewards: rule-based rewards, summed with their weights (``AccuracyReward``, ``FormatReward``, your own).
             loss: the objective and its weighting: ``GRPOLoss`` (None = its defaults), ``BNPOLoss``, ``DrGRPOLoss`` or
                 ``DAPOLoss``; its ``beta`` > 0 adds the KL penalty and keeps a frozen reference copy.
-            engine: generates the completions; None = ``HFEngine``, the policy's own generate.
+            engine: generates the completions, chosen here and only here: None = ``HFEngine`` (the policy's own
+                generate); ``VLLMEngine`` (vLLM in process: cpu, colocate) or ``VLLMServerEngine`` (vLLM in its own
+                process on the reserved GPU, or attached by base_url), both run by the ``VLLMRollout`` callback.
             sampling: temperature, top_p, top_k, min_p, repetition_penalty and max_tokens (the max completion length).
             num_generations: G, completions sampled per problem.
             scale_rewards: divide centred rewards by the group's std (``group``, GRPO), the batch's std (``batch``)

@@ -66,12 +66,13 @@ def test_callback_and_command_exports_load_with_the_modules_logprobs(trained, tm
 
 def _vllm_gap(folder: str, model_dir: str, checkpoint: str, queue) -> None:
     """Child process: max |module − vLLM| per-token log-prob gap, vLLM loading the exported folder."""
+    from r1lit.rollout.launch import EngineLaunch
     from r1lit.rollout.vllm_engine import VLLMEngine
 
     module = module_with_checkpoint(Path(model_dir), Path(checkpoint))
     engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=256)
     engine.bind(module.policy, module.tokenizer)
-    engine.start(folder, needed_len=256)
+    engine.start(EngineLaunch(folder, max_prompt_length=200, max_tokens=56, sequences_per_call=4))
     rollout = engine.generate([[(i % 300) + 10 for i in range(150)], [5, 6, 7]], n=2, sampling=module.sampling, seed=1)
     mask = rollout.completion_mask.bool()
     queue.put(float((module.rollout_logprobs(rollout)[mask] - rollout.sampler_logprobs[mask]).abs().max()))

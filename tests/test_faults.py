@@ -414,22 +414,59 @@ def test_deepspeed_on_the_cpu_accelerator_names_the_fix(capsys, tmp_path, tiny_m
     assert "needs CUDA GPUs, but trainer.accelerator is cpu" in parse_error(capsys, tmp_path, config)
 
 
-def vllm_callback(**engine_args) -> dict:
-    return {"class_path": "VLLMRollout", "init_args": {"engine": {"class_path": "VLLMEngine", "init_args": engine_args}}}
+def with_vllm(config: dict, engine: str = "VLLMEngine", callback: bool = True, **engine_args) -> dict:
+    config["model"]["engine"] = {"class_path": engine, "init_args": engine_args}
+    if callback:
+        config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
+    return config
 
 
 def test_completion_longer_than_the_engine_holds_names_the_fix(capsys, tmp_path, tiny_model_dir, nothing_loads):
     config = tiny_config(tmp_path, tiny_model_dir, **{"model.sampling.max_tokens": 512, "data.max_prompt_length": 256})
-    config["trainer"]["callbacks"].append(vllm_callback(max_model_len=600))
-    err = parse_error(capsys, tmp_path, config)
+    err = parse_error(capsys, tmp_path, with_vllm(config, max_model_len=600))
     assert "max_model_len=600 is shorter than data.max_prompt_length + model.sampling.max_tokens = 256 + 512 = 768" in err
 
 
-def test_engine_prompt_length_shorter_than_the_data_names_the_fix(capsys, tmp_path, tiny_model_dir, nothing_loads):
-    config = tiny_config(tmp_path, tiny_model_dir, **{"data.max_prompt_length": 512})
-    config["trainer"]["callbacks"].append(vllm_callback())
+def test_vllm_engine_without_the_callback_that_runs_it_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads):
+    """Guards the one-owner rule: a vLLM engine nobody starts would fail at step 1 ('called before start')."""
+    config = with_vllm(tiny_config(tmp_path, tiny_model_dir), "VLLMServerEngine", callback=False)
+    assert "add `- class_path: VLLMRollout` to trainer.callbacks" in parse_error(capsys, tmp_path, config)
+
+
+def test_the_callback_without_a_vllm_engine_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads):
+    """Guards the old silent replacement: the engine is chosen in model.engine only."""
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
+    assert "model.engine is unset (HFEngine)" in parse_error(capsys, tmp_path, config)
+
+
+def test_reserved_engine_without_a_spare_gpu_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads, monkeypatch):
+    """A GPU machine whose GPUs all train has none left for the engine: refuse instead of sharing a training GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu", "trainer.devices": 2}),
+                       "VLLMServerEngine")
     err = parse_error(capsys, tmp_path, config)
-    assert "VLLMRollout max_prompt_length=256 is shorter than data.max_prompt_length=512" in err
+    assert "2 visible GPU(s) on this node, trainer.devices=2, so 2 + 1 = 3 are needed" in err
+    assert "trainer.devices=1 (N − 1)" in err
+
+
+def test_reserved_engine_is_only_checked_on_the_node_that_starts_it(tmp_path, tiny_model_dir, monkeypatch):
+    """Multi-node: node 0 must have the spare GPU; the other nodes' parse must not demand one."""
+    from r1lit.checks import node_rank
+
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert node_rank() == 1
+    monkeypatch.setenv("NODE_RANK", "0")
+    assert node_rank() == 0
+
+
+def test_colocated_engine_that_leaves_the_trainer_no_memory_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads,
+                                                                        monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu"}),
+                       gpu_memory_utilization=0.95)
+    assert "leaves the trainer less than 10 %" in parse_error(capsys, tmp_path, config)
 
 
 def test_generations_that_do_not_fit_the_batch_name_the_fix(capsys, tmp_path, tiny_model_dir, nothing_loads):

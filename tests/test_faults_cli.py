@@ -181,10 +181,10 @@ def test_dead_vllm_engine_stops_with_what_to_check_and_the_checkpoint_resumes(tm
     from test_vllm import KV_BYTES, vllm_config
 
     config = vllm_config(tmp_path, vllm_model_dir, steps=10)
-    rollout, checkpointing = config["trainer"]["callbacks"]
+    _, checkpointing = config["trainer"]["callbacks"]
     checkpointing["init_args"]["every_n_train_steps"] = 1
     engine_args = {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}
-    rollout["init_args"]["engine"] = {"class_path": "fault_helpers.DyingVLLMEngine", "init_args": {**engine_args, "die_at": 3}}
+    config["model"]["engine"] = {"class_path": "fault_helpers.DyingVLLMEngine", "init_args": {**engine_args, "die_at": 3}}
     failed = run(tmp_path, config)
     assert failed.returncode == 1
     assert "r1lit: error: the rollout engine DyingVLLMEngine failed while generating" in failed.stderr
@@ -192,5 +192,5 @@ def test_dead_vllm_engine_stops_with_what_to_check_and_the_checkpoint_resumes(tm
     checkpoint = checkpoint_from_message(failed.stderr, "r1lit: the last checkpoint is")
     assert global_step(checkpoint) == 2
 
-    rollout["init_args"]["engine"] = {"class_path": "VLLMEngine", "init_args": engine_args}
+    config["model"]["engine"] = {"class_path": "VLLMEngine", "init_args": engine_args}
     resume_to(tmp_path, config, checkpoint, 4)

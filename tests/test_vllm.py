@@ -29,6 +29,7 @@ def _logprob_gaps(model_dir: str, queue) -> None:
 
     from r1lit.module import GRPOModule
     from r1lit.rollout import SamplingConfig
+    from r1lit.rollout.launch import EngineLaunch
     from r1lit.rollout.vllm_engine import VLLMEngine
     from custom_rewards import LengthReward
 
@@ -36,7 +37,7 @@ def _logprob_gaps(model_dir: str, queue) -> None:
                         sampling=SamplingConfig(max_tokens=12, temperature=0.8))
     engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=512)
     engine.bind(module.policy, module.tokenizer)
-    engine.start(model_dir, needed_len=512)
+    engine.start(EngineLaunch(model_dir, max_prompt_length=400, max_tokens=112, sequences_per_call=4))
     long_prompt = [(i % 300) + 10 for i in range(200)]  # longer than one 128-token KV block: prefix cache matters
     prompts = [long_prompt, [5, 6, 7]]
 
@@ -84,11 +85,10 @@ def _fit(tmp_path: Path, config: dict, *extra: str) -> subprocess.CompletedProce
 def vllm_config(tmp_path: Path, model_dir: Path, steps: int) -> dict:
     config = tiny_config(tmp_path, model_dir, **{"trainer.max_steps": steps})
     config["trainer"]["callbacks"] = [
-        {"class_path": "VLLMRollout", "init_args": {
-            "engine": {"class_path": "VLLMEngine", "init_args": {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}},
-            "max_prompt_length": 256}},
+        {"class_path": "VLLMRollout"},
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
     ]
+    config["model"]["engine"] = {"class_path": "VLLMEngine", "init_args": {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}}
     config["model"]["importance_sampling"] = {"class_path": "ImportanceSampling", "init_args": {"cap": 2.0}}
     config["model"]["sampling"]["temperature"] = 0.9
     config["trainer"]["logger"]["init_args"]["version"] = "run"  # the resume logs into the same folder
@@ -122,12 +122,16 @@ def test_missing_vllm_names_the_extra_to_install(monkeypatch):
         import_vllm()
 
 
-def test_max_model_len_shorter_than_prompt_plus_completion_is_refused():
+@pytest.mark.parametrize("engine", ["VLLMEngine", "VLLMServerEngine"])
+def test_max_model_len_shorter_than_prompt_plus_completion_is_refused(engine):
+    """Guards the start-time check (a config that skipped the parse-time one, e.g. built in Python)."""
+    import r1lit.rollout as rollout
     from r1lit.errors import ConfigError
-    from r1lit.rollout.vllm_engine import VLLMEngine
+    from r1lit.rollout.launch import EngineLaunch
 
+    launch = EngineLaunch("unused", max_prompt_length=256, max_tokens=1024, sequences_per_call=1)
     with pytest.raises(ConfigError, match=r"max_model_len=300 is shorter than .* = 1280"):
-        VLLMEngine(max_model_len=300).start("unused", needed_len=1280)
+        getattr(rollout, engine)(max_model_len=300).start(launch)
 
 
 @pytest.mark.deepspeed

