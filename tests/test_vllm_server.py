@@ -226,3 +226,42 @@ def test_seeded_call_larger_than_the_default_prefill_budget(model_dir, sized_for
     assert child.exitcode == 0
     assert budget[0] >= (8320 if sized_for == 128 else 4096)
     assert len(first) == 128 and first == again
+
+
+def test_engine_that_cannot_start_fails_both_ranks_with_its_log(tmp_path, model_dir):
+    """A server that exits while starting (a bad setting) ends the fit on every rank with the exit code and the
+    tail of its log, instead of leaving rank 1 waiting in a barrier."""
+    done = fit(tmp_path, server_config(tmp_path, model_dir, steps=2, devices=2, dtype="float99"), timeout=300)
+    assert done.returncode == 1
+    assert "the vLLM engine process exited with code" in done.stderr and "float99" in done.stderr
+
+
+def test_engine_that_does_not_answer_in_time_is_stopped(tmp_path, model_dir):
+    done = fit(tmp_path, server_config(tmp_path, model_dir, steps=2, startup_timeout=0.5), timeout=300)
+    assert done.returncode == 1
+    assert "did not answer at" in done.stderr and "within 0 s (VLLMServerEngine startup_timeout); it was stopped" in done.stderr
+    assert_engine_gone(tmp_path / "runs" / "tiny" / "run", within=5)
+
+
+def test_engine_process_dying_mid_run_names_its_log_and_the_checkpoint(tmp_path, model_dir):
+    """The engine killed between steps (out of memory, a crash): the next generate fails with where the engine
+    logged, and the run says which checkpoint to resume from."""
+    config = server_config(tmp_path, model_dir, steps=50)
+    proc = subprocess.Popen(fit_command(write(tmp_path, config)), cwd=tmp_path, env=SUBPROCESS_ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not (tmp_path / "step").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        for pid in engine_pids(tmp_path / "runs" / "tiny" / "run"):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    assert "the rollout engine VLLMServerEngine failed while" in err
+    assert "The engine process (" in err and "vllm_server.log; it ends:" in err, err[-3000:]
+    assert "r1lit: the last checkpoint is" in err

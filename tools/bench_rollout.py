@@ -1,6 +1,7 @@
-"""Benchmark: generation tokens/s of HFEngine vs VLLMEngine on the embedded model (CPU), and the weight push's share
-of a training step; also a training forward/backward timed before and after an in-process engine starts (on CPU
-vLLM pins the process's OpenMP threads, which can take cores from training).
+"""Benchmark: generation tokens/s of HFEngine, VLLMEngine (in process) and VLLMServerEngine (its own process) on the
+embedded model (CPU), and each vLLM engine's weight push; also a training forward/backward timed before and after
+an engine starts (on CPU an in-process vLLM pins the process's OpenMP threads, which can take cores from training;
+the process engine's threads live in another process).
 
     .venv/bin/python tools/bench_rollout.py [--prompts 4] [--generations 8] [--max-tokens 64] [--repeats 3]
 
@@ -30,8 +31,8 @@ def main() -> None:
 
     from r1lit.data import ArithmeticSource, ChatPrompt
     from r1lit.models import load_policy, load_tokenizer, resolve_model_path
-    from r1lit.rollout import HFEngine, SamplingConfig
-    from r1lit.rollout.vllm_engine import VLLMEngine
+    from r1lit.rollout import HFEngine, SamplingConfig, VLLMEngine, VLLMServerEngine
+    from r1lit.rollout.launch import EngineLaunch
 
     tokenizer = load_tokenizer(args.model)
     policy = load_policy(args.model)
@@ -72,17 +73,20 @@ def main() -> None:
 
     import contextlib
 
-    for dtype in ("float32", "bfloat16"):
-        engine = VLLMEngine(dtype=dtype, kv_cache_memory_bytes=1 << 30)
+    launch = EngineLaunch(resolve_model_path(args.model), max_prompt_length=256, max_tokens=args.max_tokens,
+                          sequences_per_call=args.prompts * args.generations, log_dir="runs/bench_rollout")
+    for cls, dtype in [(VLLMEngine, "float32"), (VLLMEngine, "bfloat16"), (VLLMServerEngine, "float32"),
+                       (VLLMServerEngine, "bfloat16")]:
+        engine = cls(dtype=dtype, kv_cache_memory_bytes=1 << 30)
         engine.bind(policy, tokenizer)
-        engine.start(resolve_model_path(args.model), needed_len=256 + args.max_tokens)
-        rows.append((f"VLLMEngine {dtype}", *rate(engine, contextlib.nullcontext)))
+        engine.start(launch)
+        rows.append((f"{cls.__name__} {dtype}", *rate(engine, contextlib.nullcontext)))
         pushes = []
         for _ in range(args.repeats):
             start = time.perf_counter()
             engine.load_weights(policy.named_parameters())
             pushes.append(time.perf_counter() - start)
-        rows.append((f"  weight push ({dtype})", float("nan"), statistics.median(pushes)))
+        rows.append((f"  weight push", float("nan"), statistics.median(pushes)))
         rows.append(("  train fwd+bwd, engine up", float("nan"), train_seconds()))
         engine.close()
         del engine
@@ -90,9 +94,9 @@ def main() -> None:
     print(f"\n{args.prompts} prompts × {args.generations} samples, ≤{args.max_tokens} tokens, torch threads "
           f"{torch.get_num_threads()}, VLLM_CPU_OMP_THREADS_BIND={os.environ.get('VLLM_CPU_OMP_THREADS_BIND')}, "
           f"median of {args.repeats}")
-    print(f"{'engine':28} {'tokens/s':>10} {'seconds':>9}")
+    print(f"{'engine':30} {'tokens/s':>10} {'seconds':>9}")
     for name, speed, seconds in rows:
-        print(f"{name:28} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:28} {'':>10} {seconds:9.2f}")
+        print(f"{name:30} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:30} {'':>10} {seconds:9.2f}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class RolloutEngine(ABC):
     def close(self) -> None:
         """Free the engine's resources."""
 
+    def failure_hint(self) -> str:
+        """Where to look when the engine fails (an engine process's log); empty when there is nothing more."""
+        return ""
+
 
 @contextlib.contextmanager
 def engine_failure(engine: RolloutEngine, doing: str) -> Iterator[None]:
@@ -45,5 +49,5 @@ def engine_failure(engine: RolloutEngine, doing: str) -> Iterator[None]:
             "  If it died or ran out of memory: lower its memory (VLLMEngine: gpu_memory_utilization, "
             "kv_cache_memory_bytes, max_model_len; HFEngine: max_batch_size) or the rollout (data.batch_size, "
             "model.num_generations, model.sampling.max_tokens), and read the engine's own log above (vLLM's "
-            "EngineCore / worker lines; `dmesg` shows out-of-memory kills)."
+            "EngineCore / worker lines; `dmesg` shows out-of-memory kills)." + engine.failure_hint()
         ) from error

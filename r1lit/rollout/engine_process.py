@@ -66,6 +66,7 @@ class EngineProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+            log.write(f"r1lit: started the engine process (pid={self.proc.pid}), its own process group\n".encode())
         atexit.register(self.stop)
 
     @property

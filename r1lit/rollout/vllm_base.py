@@ -12,6 +12,9 @@ from r1lit.rollout.hf import eos_token_ids
 from r1lit.rollout.types import SamplingConfig
 
 
+CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
+
+
 def import_vllm():
     """vLLM, set up for an in-process engine, or an error naming the extra to install."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # tensors pass to the worker directly
@@ -65,7 +68,8 @@ class VLLMSettings(RolloutEngine):
             dtype: weights' dtype in vLLM (``auto`` = the checkpoint's; ``float32`` for exact comparisons on CPU).
             max_model_len: longest prompt + completion; None = prompt limit + max_tokens, checked at start.
             gpu_memory_utilization: fraction of the engine's GPU vLLM may take (weights + KV cache).
-            kv_cache_memory_bytes: fixed KV-cache size; required on CPU, where vLLM would otherwise take ~15 GB.
+            kv_cache_memory_bytes: fixed KV-cache size; None = 1 GiB on CPU (vLLM would take ~15 GB), sized by
+                gpu_memory_utilization on a GPU.
             enforce_eager: skip CUDA-graph capture (faster start; required on CPU).
             enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
             seed: vLLM's sampling seed.

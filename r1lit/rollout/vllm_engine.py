@@ -17,7 +17,7 @@ from torch import Tensor
 
 from r1lit.rollout.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm_base import VLLMSettings, import_vllm, sampling_fields
+from r1lit.rollout.vllm_base import CPU_KV_CACHE_BYTES, VLLMSettings, import_vllm, sampling_fields
 from r1lit.rollout.vllm_worker import refresh_tied_lm_head
 
 
@@ -32,9 +32,10 @@ class VLLMEngine(VLLMSettings):
         from vllm.platforms import current_platform
 
         kwargs = {}
-        if self.kv_cache_memory_bytes is not None:
-            kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
         self.on_cpu = current_platform.is_cpu()
+        kv_bytes = self.kv_cache_memory_bytes or (CPU_KV_CACHE_BYTES if self.on_cpu else None)
+        if kv_bytes is not None:
+            kwargs["kv_cache_memory_bytes"] = kv_bytes
         if self.on_cpu:  # seeded sampling on CPU must never chunk a prefill (see prefill_budget)
             kwargs["max_num_batched_tokens"], kwargs["max_num_seqs"] = prefill_budget(
                 launch.sequences_per_call, launch.max_prompt_length)

@@ -25,7 +25,7 @@ from r1lit.rollout.launch import EngineLaunch, check_model_len, prefill_budget, 
 from r1lit.rollout.placement import physical_gpu, reserved_gpu
 from r1lit.rollout.transports import FileTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm_base import VLLMSettings, sampling_fields
+from r1lit.rollout.vllm_base import CPU_KV_CACHE_BYTES, VLLMSettings, sampling_fields
 from r1lit.rollout.vllm_worker import PROTOCOL
 
 SUPPORTED_VLLM = ((0, 32), (0, 34))  # [from, to): the server routes, worker API and weight-transfer API used here
@@ -136,8 +136,9 @@ class VLLMServerEngine(VLLMSettings):
         ]
         if self.enforce_eager:
             args.append("--enforce-eager")
-        if self.kv_cache_memory_bytes is not None:
-            args += ["--kv-cache-memory-bytes", str(self.kv_cache_memory_bytes)]
+        kv_bytes = self.kv_cache_memory_bytes or (CPU_KV_CACHE_BYTES if cuda_visible is None else None)
+        if kv_bytes is not None:
+            args += ["--kv-cache-memory-bytes", str(kv_bytes)]
         if cuda_visible is None:  # vLLM's CPU build: every rank's prompts prefilled whole (see prefill_budget)
             tokens, seqs = prefill_budget(launch.sequences_per_call * launch.world_size, launch.max_prompt_length)
             args += ["--max-num-batched-tokens", str(tokens), "--max-num-seqs", str(seqs)]
@@ -214,6 +215,12 @@ class VLLMServerEngine(VLLMSettings):
             return
         self.transport.send(named_tensors)
         request("POST", f"{self.url}/reset_prefix_cache", timeout=self.request_timeout)
+
+    def failure_hint(self) -> str:
+        if self.process is None:
+            return f"\n  The engine is the vLLM server at {self.base_url or self.url}: read its own log."
+        state = "running" if self.process.proc.poll() is None else f"exited with code {self.process.proc.returncode}"
+        return f"\n  The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(20)}"
 
     def close(self) -> None:
         if self.transport is not None and self.pusher:
