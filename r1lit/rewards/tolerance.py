@@ -8,13 +8,19 @@ precision for small values; ``verify_precision`` does that from the gold's small
 with ``k = max(0, -floor(log10 m) - 1)`` extra digits, floats are rounded at ``6 + k`` decimals (about six
 significant digits for golds below 0.1; math-verify's own 6 decimals for larger ones) and exact values are
 evaluated at ``15 + k`` digits. Integers and fractions still compare exactly; big numbers are unchanged.
+
+Before math-verify is asked, two single numbers whose relative difference exceeds ``RELATIVE_GAP`` (1e-5) are
+different (``differ_relatively``): this needs no precision setting, so it also holds far below 1e-1000
+(``1/2004!`` against ``1/2006!``). It never rejects a pair math-verify's rounding would accept (that rounding keeps
+about six significant digits, a relative gap under 5e-6). Percentages are left to math-verify (it equates 28% and 28).
 """
 
 from __future__ import annotations
 
 FLOAT_ROUNDING = 6  # math-verify's default: decimals kept when a float is compared
 NUMERIC_PRECISION = 15  # math-verify's default: digits of an exact difference evaluated before chopping
-MAX_EXTRA_DIGITS = 300  # golds below 1e-300 keep the tolerance of 1e-300
+MAX_EXTRA_DIGITS = 1000  # bounds the evalf work; beyond it ``differ_relatively`` still separates values
+RELATIVE_GAP = 1e-5  # single numbers further apart than this (relative) differ, whatever their magnitude
 
 
 def smallest_exponent(expr) -> int | None:
@@ -50,3 +56,20 @@ def verify_precision(gold) -> tuple[int, int]:
     exponent = smallest_exponent(gold)
     extra = 0 if exponent is None else min(MAX_EXTRA_DIGITS, max(0, -exponent - 1))
     return FLOAT_ROUNDING + extra, NUMERIC_PRECISION + extra
+
+
+def differ_relatively(gold, pred) -> bool:
+    """True when ``gold`` and ``pred`` are both single numbers (no symbols, sets or relations; not percentages) and
+    ``|gold - pred| > RELATIVE_GAP * max(|gold|, |pred|)``, evaluated at 30 significant digits."""
+    from sympy import Abs, Basic, UnevaluatedExpr
+
+    if not (isinstance(gold, Basic) and isinstance(pred, Basic) and gold.is_number and pred.is_number):
+        return False
+    if gold.has(UnevaluatedExpr) or pred.has(UnevaluatedExpr):  # percentages: 28% == 28 is math-verify's rule
+        return False
+    try:
+        g, p = gold.evalf(30), pred.evalf(30)
+        gap, scale = Abs(g - p), max(Abs(g), Abs(p))
+        return bool(scale.is_finite and gap.is_finite and gap > RELATIVE_GAP * scale)
+    except (TypeError, ValueError, ArithmeticError):
+        return False

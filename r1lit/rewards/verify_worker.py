@@ -14,7 +14,7 @@ import sys
 
 from r1lit.rewards.golds import gradable_gold, well_formed
 from r1lit.rewards.normalise import normalise
-from r1lit.rewards.tolerance import verify_precision
+from r1lit.rewards.tolerance import differ_relatively, verify_precision
 
 
 def check(prediction: str | None, gold: str, timeout: int) -> float:
@@ -41,7 +41,7 @@ def check(prediction: str | None, gold: str, timeout: int) -> float:
     if not gold_parsed:  # readable but not maths to math-verify (12:00): only the same text matches
         return 1.0 if "".join(answer.split()) == "".join(gold_answer.split()) else 0.0
     pred_parsed = parse(f"${answer}$", config, fallback_mode="no_fallback", parsing_timeout=timeout)
-    if not pred_parsed:
+    if not pred_parsed or differ_relatively(gold_parsed[0], pred_parsed[0]):
         return 0.0
     float_rounding, numeric_precision = verify_precision(gold_parsed[0])
     same = verify(
