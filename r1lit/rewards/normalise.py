@@ -47,7 +47,7 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__", re.DOTALL)
 _WHOLE_ITALIC = re.compile(r"^\*([^*]+)\*$")
 
 # A space-like separator between digit groups: a space (plain, no-break, thin), or a LaTeX space or {,}.
-_SEP = r"(?:[ ]?(?:\\[,;:! ]|~|\\thinspace|\{,\s*\})[ ]?|[ ])"
+_SEP = r"(?:[ ]?(?:\\[,;:! ]|~|\\thinspace|\{,\s*\})[ ]?|[ \u00a0\u2009\u202f\u2007])"
 # Not first in a bracket or set ("(12,102)" is a pair, "\{1,234\}" a set) nor after a list item ("5,1,000").
 _NOT_AFTER = r"(?<![\d.,(\[])(?<!\\\{)"
 _SPACE_GROUPS = re.compile(rf"{_NOT_AFTER}([1-9]\d{{0,2}})((?:{_SEP}\d{{3}})+)(?!\d)")
