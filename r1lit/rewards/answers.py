@@ -124,12 +124,12 @@ def final_boxed(text: str) -> str | None:
     def same_env(a: tuple, b: tuple) -> bool:
         return any(s <= a[0] and b[1] <= e for s, _, _, e in envs)
 
-    run = [found[-1]]
+    run = [found[-1]]  # built backwards from the last box
     for box in reversed(found[:-1]):
-        if not (_connected(text[box[1] : run[0][0]]) or same_env(box, run[0])):
+        if not (_connected(text[box[1] : run[-1][0]]) or same_env(box, run[-1])):
             break
-        run.insert(0, box)
-    return ", ".join(content.strip() for _, _, content in run)
+        run.append(box)
+    return ", ".join(content.strip() for _, _, content in reversed(run))
 
 
 def extract_answer(completion: str) -> str | None:

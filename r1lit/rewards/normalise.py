@@ -54,7 +54,8 @@ _SPACE_GROUPS = re.compile(rf"{_NOT_AFTER}([1-9]\d{{0,2}})((?:{_SEP}\d{{3}})+)(?
 _COMMA_GROUPS = re.compile(rf"{_NOT_AFTER}([1-9]\d{{0,2}})((?:,(?:\\!)?\d{{3}})+)(?!\d|,\d)")
 _DECIMAL_GROUPS = re.compile(rf"(\.\d{{3}})((?:{_SEP}\d{{1,3}})+)(?!\d)")
 _SEP_RE = re.compile(_SEP)
-_APART_DIGITS = re.compile(rf"\d(?:\s|{_SEP})+\d")
+_SPACING = re.compile(r"\\[,;:! ]|~|\\thinspace|\{,\s*\}|[\s\u00a0\u2009\u202f\u2007]+")
+_APART_DIGITS = re.compile(r"\d \d")  # after every spacing became one space: linear, no backtracking
 _FRAC_DIGITS = re.compile(r"\\([dtc]?frac|binom)\s*(\d)\s*(\d)")
 
 _DELIMITERS = re.compile(r"\\\$|\$|\\\[|\\\]|\\\(|\\\)")
@@ -117,6 +118,12 @@ def _scientific(answer: str) -> str:
         return answer
 
 
+def _digits_apart(answer: str) -> bool:
+    """Digits with only spacing between them (``2 3``, ``4\\,5``), which math-verify would multiply."""
+    spaced = " ".join(_SPACING.sub(" ", _FRAC_DIGITS.sub(r"\\\1{\2}{\3}", answer)).split())
+    return _APART_DIGITS.search(spaced) is not None
+
+
 def normalise(text: str) -> str | None:
     """The answer in ``text`` as bare LaTeX for math-verify (see the module docstring), or None when nothing is
     left or its digits stand apart (an answer is never the product of its digit groups)."""
@@ -126,6 +133,6 @@ def normalise(text: str) -> str | None:
     answer = " ".join(_STYLED_NUMBER.sub(r"\1", _STYLE.sub("", answer)).split())  # one line: math-verify's inline maths ends at a newline
     answer = answer.rstrip(_TRAILING).lstrip(" ,;:=")
     answer = _scientific(answer)
-    if not answer or _APART_DIGITS.search(_FRAC_DIGITS.sub(r"\\\1{\2}{\3}", answer)):
+    if not answer or _digits_apart(answer):
         return None
     return answer
