@@ -11,12 +11,13 @@ An answer in several parts is read as the list it is: boxes one after another, j
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 
 from r1lit.rewards.prose import MARKUP, is_prose, word_spans
 from r1lit.rewards.tags import last_complete
 
-BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BOX_TOKEN = re.compile(r"\s+([^\s$]+)")  # \boxed 5
 _DELIMITER = re.compile(r"\\\$|\$\$|\$|\\\[|\\\]|\\\(|\\\)")
 _CLOSER = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
 # What may stand between two parts of one answer: spacing, commas, "and"/"or", math delimiters, alignment marks, a
@@ -60,9 +61,9 @@ def boxes(text: str) -> list[tuple[int, int, str]]:
                 found.append((match.start(), partners[i] + 1, text[i + 1 : partners[i]]))
                 covered_to = partners[i] + 1
         elif text.startswith(" ", i):
-            token = re.match(r"\s+([^\s$]+)", text[i:])
+            token = _BOX_TOKEN.match(text, i)
             if token:
-                found.append((match.start(), i + token.end(), token.group(1).rstrip(".")))
+                found.append((match.start(), token.end(), token.group(1).rstrip(".")))
     return found
 
 
@@ -96,11 +97,14 @@ def _connected(gap: str) -> bool:
     naming the first part before a connector (``\\boxed{1} paper and \\boxed{2}``, not ``and finally``)."""
     if len(gap) > MAX_GAP:
         return False
-    gap = _GAP_TOKEN.sub(lambda m: m.group() if _CONNECTOR.fullmatch(m.group()) else " ", _LABEL.sub(" ", _TEXT_GROUP.sub(r" \1 ", gap)))
+    gap = _LABEL.sub(" ", _TEXT_GROUP.sub(r" \1 ", gap))
+    gap = _GAP_TOKEN.sub(lambda m: m.group() if _CONNECTOR.fullmatch(m.group()) else " ", gap)
     rest = [t for t in gap.replace(",", " , ").split() if not _CONNECTOR.fullmatch(t)]
     if not rest:
         return True
-    return len(rest) == 1 and rest[0].isalpha() and _CONNECTOR.search(gap, gap.index(rest[0]) + len(rest[0])) is not None
+    if len(rest) > 1 or not rest[0].isalpha():
+        return False
+    return _CONNECTOR.search(gap, gap.index(rest[0]) + len(rest[0])) is not None
 
 
 def _outside(spans: list[tuple[int, int]], envs: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
@@ -175,12 +179,14 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
     if not parts:
         return None if marked_only else text
     pool = None if marked_only else parts
+    starts, sentence_stops = [p[0] for p in parts], [b for _, b in sentence_ends]
     for anchor in reversed(list(_ANCHOR.finditer(outside))):
-        at = anchor.end()
-        in_sentence = sum(1 for _, b in sentence_ends if b <= at)
-        after = [p for p in parts if p[0] >= at and p[2] == in_sentence]
-        if after:
-            pool = after
+        first = last = bisect_left(starts, anchor.end())
+        in_sentence = bisect_right(sentence_stops, anchor.end())
+        while last < len(parts) and parts[last][2] == in_sentence:
+            last += 1
+        if last > first:  # the anchor's sentence has maths after it
+            pool = parts[first:last]
             break
     if pool is None:
         return None
