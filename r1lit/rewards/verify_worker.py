@@ -21,6 +21,7 @@ def check(prediction: str | None, gold: str, timeout: int) -> float:
     """1.0 when ``prediction`` is mathematically equal to ``gold``; with ``prediction`` None, 1.0 when ``gold`` can
     be graded at all. Both sides go through the same reading: the answer part, normalised (``normalise``)."""
     from math_verify import LatexExtractionConfig, parse, verify
+    from math_verify.utils import timeout as time_box  # signal-based, like math-verify's own; raises past it
     from sympy import nan, zoo
 
     gold_answer = gradable_gold(gold)
@@ -41,9 +42,9 @@ def check(prediction: str | None, gold: str, timeout: int) -> float:
     if not gold_parsed:  # readable but not maths to math-verify (12:00): only the same text matches
         return 1.0 if "".join(answer.split()) == "".join(gold_answer.split()) else 0.0
     pred_parsed = parse(f"${answer}$", config, fallback_mode="no_fallback", parsing_timeout=timeout)
-    if not pred_parsed or differ_relatively(gold_parsed[0], pred_parsed[0]):
+    if not pred_parsed or time_box(timeout)(differ_relatively)(gold_parsed[0], pred_parsed[0]):
         return 0.0
-    float_rounding, numeric_precision = verify_precision(gold_parsed[0])
+    float_rounding, numeric_precision = time_box(timeout)(verify_precision)(gold_parsed[0])
     same = verify(
         gold_parsed, pred_parsed, float_rounding=float_rounding, numeric_precision=numeric_precision,
         timeout_seconds=timeout,
