@@ -58,6 +58,11 @@ def test_normalise_by_hand(text, expected):
         ("π/2", "\\frac{\\pi}{2}", 1.0),
         ("x ≥ 5", "x \\ge 5", 1.0),
         ("2½", "\\frac{5}{2}", 1.0),
+        ("5 (five)", "5", 1.0),
+        ("15 square units", "15", 1.0),
+        ("12 cm^2", "12", 1.0),
+        ("**Answer:** 42", "42", 1.0),
+        ("*42*", "42", 1.0),
         ("**7**.", "8", 0.0),  # presentation removed, the value still has to be right
     ],
 )

@@ -53,6 +53,7 @@ def test_typed_values_are_written_exactly(value, expected):
         ("\\text{Evelyn}", False),  # one word in a text group: math-verify compares it whole
         ("\\text{(C)}", False),
         ("\\frac{NO}{BO}", False),  # capitals are points and segments
+        ("NO", True),  # ... unless the short word is the whole answer
         ("12 \\text{ cm}", False),
         ("\\sin x + \\cos x", False),
         ("3 or 4", False),
@@ -71,6 +72,8 @@ def test_prose_golds_are_recognised(gold, prose):
         ("Proof", "Proof", 0.0),  # not gradable at all
         ("yes", "yes", 0.0),
         ("seY", "Yes", 0.0),
+        ("ON", "NO", 0.0),  # a whole answer that is a short word is a word, even in capitals
+        ("SEY", "YES", 0.0),
         ("0.00001", "0.00001", 1.0),  # the typed 1e-05, written exactly
         ("10^{-5}", "0.00001", 1.0),
         ("0.00001", "1e-05", 1.0),  # a text column holding scientific notation reads the same

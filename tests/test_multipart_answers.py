@@ -82,6 +82,7 @@ def test_frac_shorthand_is_not_digits_apart():
         ("7,425,000", "7425000", 1.0),
         ("\\$1,000.99", "1000.99", 1.0),
         ("3 600 seconds", "3600", 1.0),
+        ("2 500 000 dollars", "2500000", 1.0),
     ],
 )
 def test_multipart_and_grouped_answers_grade_by_value(answer, gold, expected):

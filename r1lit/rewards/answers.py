@@ -171,8 +171,8 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
         while next_end is not None and next_end[1] <= start:
             sentence, next_end = sentence + 1, next(ends, None)
         piece = text[start:end]
-        lead = len(piece) - len(piece.lstrip(_EDGE_PUNCTUATION))
-        piece = piece.strip(_EDGE_PUNCTUATION)
+        lead = len(piece) - len(piece.lstrip(_EDGE_PUNCTUATION + ")]"))
+        piece = piece.strip(_EDGE_PUNCTUATION).lstrip(")]").rstrip("([").strip(_EDGE_PUNCTUATION)  # "5 (five)" -> 5
         if piece not in ("or", "and") and _MATHS_CHAR.search(piece):
             parts.append((start + lead, start + lead + len(piece), sentence, piece))
     parts = [p for p in parts if not (len(p[3]) == 1 and p[3].isalpha())] or parts

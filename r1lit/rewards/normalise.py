@@ -10,7 +10,8 @@
 - the answer part of the text (``r1lit.rewards.answers.final_answer``): the last run of boxes, or the maths of a
   sentence;
 - math delimiters ``$ $``, ``$$ $$``, ``\\[ \\]``, ``\\( \\)`` wherever they are, escaped dollars, styling wrappers
-  (``\\textbf{1.5}``, ``\\boldsymbol``), ``\\mathrm{e}`` (Euler's number), trailing sentence punctuation;
+  (``\\textbf{1.5}``, ``\\boldsymbol``), ``\\mathrm{e}`` (Euler's number), trailing sentence punctuation, a bare unit
+  word after the final number (``2 500 dollars``);
 - a whole answer in scientific notation (``1e-05``) as the exact decimal it names (``0.00001``).
 
 A list stays a list: ``3, 4`` and ``3 or 4`` read as sets, which never equal a single value. Units inside
@@ -23,6 +24,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from r1lit.rewards.answers import final_answer
+from r1lit.rewards.prose import UNITS
 
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2012": "-", "\u00d7": " \\times ", "\u00f7": " \\div ", "\u00b7": " \\cdot ",
@@ -64,6 +66,9 @@ _STYLE = re.compile(r"\\(?:boldsymbol|bm|displaystyle)(?![A-Za-z])\s*")
 # Bold or italic around a number: math-verify would read \textbf{1.5} as a symbol named "1.5".
 _STYLED_NUMBER = re.compile(r"\\(?:textbf|mathbf|textit|mathit|emph)\s*\{([^{}A-Za-z]*)\}")
 _SCIENTIFIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d{1,3}")
+# A bare unit word after the number that ends the answer (2 500 dollars, 15 cm^2); \text{} units are math-verify's.
+_UNIT_WORD = rf"(?:{'|'.join(sorted(UNITS, key=len, reverse=True))})(?:\^\{{?\d\}}?)?"
+_TRAILING_UNIT = re.compile(rf"(?<=[\d}}])(?:\s*{_UNIT_WORD}){{1,3}}$")
 _TRAILING = " \t\r\n.,;:"  # sentence punctuation after an answer; a leading "." is a decimal point (.5)
 
 
@@ -131,7 +136,7 @@ def normalise(text: str) -> str | None:
     answer = _DELIMITERS.sub(" ", answer)
     answer = _MATHRM_LETTER.sub(r"\1", answer)
     answer = " ".join(_STYLED_NUMBER.sub(r"\1", _STYLE.sub("", answer)).split())  # one line: math-verify's inline maths ends at a newline
-    answer = answer.rstrip(_TRAILING).lstrip(" ,;:=")
+    answer = _TRAILING_UNIT.sub("", answer.rstrip(_TRAILING)).rstrip(_TRAILING).lstrip(" ,;:=")
     answer = _scientific(answer)
     if not answer or _digits_apart(answer):
         return None

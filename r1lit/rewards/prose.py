@@ -3,7 +3,7 @@
 math-verify reads ``Proof`` as the product p·r·o·o·f, so a prose gold "parses" and any anagram of it verifies. An
 answer holds *words* when, outside LaTeX commands, subscripts and ``\\text{}``-like groups, a run of letters is
 four or more long (and not a maths name or a unit), is a short English word (``yes``, ``no``, ``odd``, ``is``…)
-not written in capitals, or is a contraction (``it's``). Tags and special tokens (``<think>``, ``<|im_end|>``) count
+not written in capitals (unless it is the whole answer: ``NO``), or is a contraction (``it's``). Tags and special tokens (``<think>``, ``<|im_end|>``) count
 as words too: they are not maths. Short runs such as ``ab``, ``xyz`` or the segment ``NO`` stay symbols. A ``\\text{}`` group holding one word (``\\text{Evelyn}``) is a
 text answer that math-verify compares whole; one holding several words is a sentence.
 """
@@ -63,7 +63,10 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     bare = MARKUP.sub(_blank, text)
     for pattern in (_ENVIRONMENT, _TEXT_GROUP, _COMMAND, _SUBSCRIPT):
         bare = pattern.sub(_blank, bare)
-    spans += [r.span() for r in _LETTERS.finditer(bare) if _is_word(r.group())]
+    runs = list(_LETTERS.finditer(bare))
+    if len(runs) == 1 and runs[0].group().lower() in SHORT_WORDS and not bare.replace(runs[0].group(), "").strip(" .!"):
+        return [runs[0].span()]  # the whole answer is one short word, even in capitals (YES, NO)
+    spans += [r.span() for r in runs if _is_word(r.group())]
     return sorted(spans)
 
 
