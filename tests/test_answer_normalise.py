@@ -29,6 +29,7 @@ from r1lit.rewards.normalise import normalise
         ("6 × 7", "6 \\times 7"),
         ("90°", "90^{\\circ}"),
         ("x <= 3", "x \\le 3"),
+        ("１２", "12"),  # fullwidth digits
         ("1 - \\frac{1}{\\mathrm{e}}", "1 - \\frac{1}{e}"),
         ("\\textbf{1.5}", "1.5"),
         ("The answer is $5$.", "5"),

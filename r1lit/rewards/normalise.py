@@ -4,7 +4,7 @@
 
 - markdown emphasis and code marks (``**73**``, ``__73__``, `` `73` ``);
 - common unicode maths: ``−`` ``×`` ``÷`` ``·`` ``√`` ``π`` ``∞`` ``≤`` ``≥`` ``≠`` ``±`` ``°``, vulgar fractions
-  (``½``), superscripts (``x²``), currency signs; ASCII relations ``<=``, ``>=``, ``!=``;
+  (``½``), superscripts (``x²``), currency signs, then NFKC (fullwidth ``１２``); ASCII relations ``<=``, ``>=``, ``!=``;
 - digit grouping: ``25 000``, ``1\\,000``, ``1{,}000``, ``7,425,000`` (comma groups of three) are one number;
   digits left standing apart (``2 3``) are no answer at all, never a product of their groups;
 - the answer part of the text (``r1lit.rewards.answers.final_answer``): the last run of boxes, or the maths of a
@@ -21,6 +21,7 @@ A list stays a list: ``3, 4`` and ``3 or 4`` read as sets, which never equal a s
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from r1lit.rewards.answers import final_answer
@@ -83,6 +84,8 @@ def _unicode(text: str) -> str:
     text = _UNICODE_RE.sub(one, text)
     text = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + "".join(_SUPERSCRIPT[c] for c in m.group()) + "}", text)
     text = _SUBSCRIPT_RUN.sub(lambda m: "_{" + "".join(_SUBSCRIPT[c] for c in m.group()) + "}", text)
+
+    text = unicodedata.normalize("NFKC", text)  # what is left: fullwidth digits and letters, ligatures
 
     def root(match: re.Match) -> str:
         arg = match.group(2)
