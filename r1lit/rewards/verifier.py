@@ -76,7 +76,7 @@ class SafeVerifier:
         return _Worker(self.memory_limit_mb, max(1, math.floor(self.item_timeout / 2)), start_timeout=120.0)
 
     def run(self, tasks: list[tuple[str | None, str]]) -> list[float]:
-        """Score (prediction, gold) pairs; a None prediction checks that gold parses. Duplicates are checked once."""
+        """Score (prediction, gold) pairs; a None prediction checks that gold can be graded. Duplicates are checked once."""
         unique = list(dict.fromkeys(tasks))
         if not unique:
             return []
