@@ -138,7 +138,8 @@ def normalise(text: str) -> str | None:
     answer = final_answer(clean(text))
     answer = _DELIMITERS.sub(" ", answer)
     answer = _MATHRM_LETTER.sub(r"\1", answer)
-    answer = " ".join(_STYLED_NUMBER.sub(r"\1", _STYLE.sub("", answer)).split())  # one line: math-verify's inline maths ends at a newline
+    # One line: math-verify's inline maths ends at a newline.
+    answer = " ".join(_STYLED_NUMBER.sub(r"\1", _STYLE.sub("", answer)).split())
     answer = _TRAILING_UNIT.sub("", answer.rstrip(_TRAILING)).rstrip(_TRAILING).lstrip(" ,;:=")
     answer = _scientific(answer)
     if not answer or _digits_apart(answer):

@@ -3,9 +3,10 @@
 math-verify reads ``Proof`` as the product p·r·o·o·f, so a prose gold "parses" and any anagram of it verifies. An
 answer holds *words* when, outside LaTeX commands, subscripts and ``\\text{}``-like groups, a run of letters is
 four or more long (and not a maths name or a unit), is a short English word (``yes``, ``no``, ``odd``, ``is``…)
-not written in capitals (unless it is the whole answer: ``NO``), or is a contraction (``it's``). Tags and special tokens (``<think>``, ``<|im_end|>``) count
-as words too: they are not maths. Short runs such as ``ab``, ``xyz`` or the segment ``NO`` stay symbols. A ``\\text{}`` group holding one word (``\\text{Evelyn}``) is a
-text answer that math-verify compares whole; one holding several words is a sentence.
+not written in capitals (unless it is the whole answer: ``NO``), or is a contraction (``it's``). Tags and special
+tokens (``<think>``, ``<|im_end|>``) count as words too: they are not maths. Short runs such as ``ab``, ``xyz`` or
+the segment ``NO`` in ``\\frac{NO}{BO}`` stay symbols. A ``\\text{}`` group holding one word (``\\text{Evelyn}``) is
+a text answer that math-verify compares whole; one holding several words is a sentence.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     group that holds a sentence."""
     spans = []
     for group in _TEXT_GROUP.finditer(text):
-        runs = [r for r in _LETTERS.finditer(group.group(1)) if len(r.group()) > 1 and r.group().lower() not in CONNECTORS]
+        runs = [r for r in _LETTERS.finditer(group.group(1)) if len(r.group()) > 1]
+        runs = [r for r in runs if r.group().lower() not in CONNECTORS]
         if len(runs) > 1 and not all(r.group().lower() in UNITS for r in runs):
             spans += [(group.start(1) + r.start(), group.start(1) + r.end()) for r in runs]
     spans += [m.span() for m in MARKUP.finditer(text)]

@@ -1,8 +1,8 @@
 """The answer-checking worker process: ``python -m r1lit.rewards.verify_worker MEMORY_MB TIMEOUT_S``.
 
 Reads one JSON task per line on stdin — ``[prediction | null, gold]`` — and writes 1.0 or 0.0 per line on stdout;
-a null prediction asks whether the gold answer can be graded (the data module's load-time check). It runs as its own interpreter (not a fork of the trainer,
-not a re-import of the user's script) under an address-space limit.
+a null prediction asks whether the gold answer can be graded (the data module's load-time check). It runs as its
+own interpreter (not a fork of the trainer, not a re-import of the user's script) under an address-space limit.
 """
 
 from __future__ import annotations
