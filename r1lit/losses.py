@@ -42,13 +42,15 @@ def group_advantages(rewards: Tensor, num_generations: int, scale: str = "group"
 
     rewards: [N] ordered group by group (G consecutive completions share a prompt).
     scale: ``group`` divides by the group's std (GRPO), ``batch`` by the whole batch's std, ``none`` keeps the
-    centred reward (Dr. GRPO). Stds are unbiased (as torch and TRL compute them). A group whose rewards are all
-    equal has advantage exactly 0: the centring makes it 0 and ``eps`` keeps the division finite.
+    centred reward (Dr. GRPO). Stds are unbiased (as torch and TRL compute them). A group with no spread
+    (max == min) has advantage exactly 0 in every mode, whatever its values: centring alone does not give 0,
+    since the float32 mean of eight 0.7s is not 0.7 and that residue divided by std + ``eps`` was ~6e-4.
     Returns [N].
     """
     if rewards.ndim != 1 or rewards.numel() % num_generations:
         raise ValueError(f"rewards must be [N] with N divisible by num_generations={num_generations}, got {tuple(rewards.shape)}")
     grouped = rewards.view(-1, num_generations)  # [B, G]
+    flat = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)  # [B, 1]: no signal
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B, G]
     if scale == "group":
         std = grouped.std(dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(grouped[:, :1])
@@ -58,7 +60,7 @@ def group_advantages(rewards: Tensor, num_generations: int, scale: str = "group"
         centred = centred / (std + eps)
     elif scale != "none":
         raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale!r}")
-    return centred.reshape(-1)
+    return centred.masked_fill(flat, 0.0).reshape(-1)
 
 
 def selective_log_softmax(logits: Tensor, targets: Tensor, temperature: float = 1.0, chunk_rows: int = 4) -> Tensor:

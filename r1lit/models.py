@@ -88,3 +88,33 @@ def load_policy(name_or_path: str, dtype: torch.dtype | None = None, attn_implem
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)
     return model.train()
+
+
+def disable_dropout_in_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn dropout off everywhere in ``model`` (TRL's ``disable_dropout_in_model``, made thorough), in place.
+
+    With dropout on, two forward passes of the same weights differ: step 1's KL to an identical reference is not 0,
+    the importance ratio is not 1 before any update when μ > 1, and the sampler/trainer mismatch metrics measure
+    dropout noise. Sets ``p = 0`` on every ``nn.Dropout``, and 0.0 on float attributes that layers read as a rate
+    (``attention_dropout`` in Qwen2/Llama attention) and on float ``*dropout*`` / ``*_pdrop`` fields of the model's
+    config (some layers read those at run time; an exported config then says what training used). Returns ``model``.
+    """
+    from transformers import PretrainedConfig
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if isinstance(value, float) and "dropout" in name:
+                setattr(module, name, 0.0)
+    configs = [getattr(model, "config", None)]
+    while configs:
+        config = configs.pop()
+        if not isinstance(config, PretrainedConfig):
+            continue
+        for name, value in list(vars(config).items()):
+            if isinstance(value, PretrainedConfig):
+                configs.append(value)
+            elif isinstance(value, float) and ("dropout" in name or name.endswith("pdrop")):
+                setattr(config, name, 0.0)
+    return model

@@ -33,7 +33,7 @@ from r1lit.losses import (
     selective_log_softmax,
     token_entropy,
 )
-from r1lit.models import load_policy, load_tokenizer
+from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.base import Reward
@@ -70,6 +70,7 @@ class GRPOModule(L.LightningModule):
         logprob_chunk_rows: int = 4,
         reward_weights: list[float] | None = None,
         max_consecutive_nonfinite: int = 3,
+        disable_dropout: bool = True,
     ):
         """
         Args:
@@ -100,6 +101,8 @@ class GRPOModule(L.LightningModule):
                 own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
+            disable_dropout: turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on,
+                log-probs of the same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -122,6 +125,8 @@ class GRPOModule(L.LightningModule):
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path)
+        if disable_dropout:
+            disable_dropout_in_model(self.policy)  # before the reference is copied from it
         if gradient_checkpointing:
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.

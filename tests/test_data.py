@@ -92,7 +92,7 @@ def test_datamodule_rejects_unparsable_gold_and_counts_what_it_drops(tmp_path, t
     dm = _datamodule(DatasetSource(write_jsonl(tmp_path / "m.jsonl", rows), preset="math"), tiny_model_dir,
                      prompt=PlainPrompt(), batch_size=1, max_prompt_length=256)
     dm.setup("fit")
-    assert dm.stats == {"loaded": 5, "no_answer": 1, "unparsable_gold": 1, "too_long": 1, "kept": 2}
+    assert dm.stats == {"loaded": 5, "no_answer": 1, "prose_gold": 0, "unparsable_gold": 1, "too_long": 1, "kept": 2}
     assert sorted(e["answer"] for e in dm.train_set) == ["2", "\\pi"]
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"problem", "answer", "prompt", "prompt_ids"}

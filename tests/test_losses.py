@@ -43,6 +43,32 @@ def test_zero_std_group_gives_zero_advantage_and_no_nan():
     assert torch.isfinite(group_advantages(torch.tensor([1.0, 0.0]), 1, "group")).all()
 
 
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+@pytest.mark.parametrize("value", [0.7, 0.1, 1 / 3, 1e6 + 0.1, -2.3, 0.0])
+def test_a_group_without_spread_gets_exactly_zero_advantage(value, scale):
+    """Guards kind 5 of issue 15: eight rewards of 0.7 gave |advantage| ~ 6e-4, the float32 mean's residue divided
+    by std + eps. A group with max == min is exactly 0 in every scaling; the other group is untouched."""
+    rewards = torch.tensor([value] * 8 + [1.0, 0.0] * 4)
+    adv = group_advantages(rewards, 8, scale)
+    assert torch.equal(adv[:8], torch.zeros(8))
+    # second group: mean 0.5, deviations ±0.5; unbiased std over 8 = sqrt(8 * 0.25 / 7)
+    expected = torch.tensor([0.5, -0.5] * 4)
+    if scale == "group":
+        expected = expected / (math.sqrt(2 / 7) + 1e-4)
+    elif scale == "batch":
+        expected = expected / (rewards.std() + 1e-4)
+    torch.testing.assert_close(adv[8:], expected)
+
+
+def test_weighted_constant_rewards_give_zero_advantage():
+    """Guards the module's path: rewards summed with weights (0.3 × 1 + 0.4 × 1 = 0.7 in float32) on every
+    completion of a group are one value, so the group's advantage is exactly 0."""
+    per_reward = torch.ones(2, 8)  # [R, N]: two rewards, both 1 on all eight completions
+    rewards = (per_reward * torch.tensor([[0.3], [0.4]])).sum(dim=0)  # [N]
+    for scale in ("group", "batch", "none"):
+        assert torch.equal(group_advantages(rewards, 8, scale), torch.zeros(8))
+
+
 def test_batch_and_none_scaling():
     rewards = torch.tensor([2.0, 0.0, 1.0, 1.0])
     # none: centred only -> [1, -1, 0, 0]

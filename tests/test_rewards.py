@@ -180,3 +180,24 @@ def test_a_reward_returning_the_wrong_shape_or_nan_is_rejected():
         score_completions([Short()], ["q", "q"], ["a", "b"], ["1", "1"])
     with pytest.raises(RewardError, match="finite"):
         score_completions([NaN()], ["q"], ["a"], ["1"])
+
+
+def test_issue_15_inputs_through_the_sandboxed_reward(accuracy):
+    """Guards every failing input of issue 15 on the real path: one batch, worker processes, time boxes."""
+    cases = [  # (gold, completion, expected)
+        ("\\frac{1}{2^{99}}", "<answer>\\frac{1}{2^{98}}</answer>", 0.0),  # kind 1
+        ("0.0000014", "<answer>0.000001</answer>", 0.0),
+        ("73", "<answer>**73**</answer>", 1.0),  # kind 2
+        ("5", "<answer>\\[ 5 \\]</answer>", 1.0),
+        ("3", "<answer>3, 4</answer>", 0.0),
+        ("3", "<answer>3 or 4</answer>", 0.0),
+        ("7", "<think>t</think><answer>7</answer> wait, let me check <answer>", 1.0),  # kind 3
+        ("0.00001", "<answer>0.00001</answer>", 1.0),  # kind 4 (the typed 1e-05, written exactly)
+        ("Proof", "<answer>roofP</answer>", 0.0),
+        ("1 - \\frac{1}{\\mathrm{e}}", "<answer>1 - \\frac{1}{\\mathrm{e}}</answer>", 1.0),
+        ("1, 3", "<answer>\\boxed{1} and \\boxed{3}</answer>", 1.0),  # kind 7
+        ("25000", "<answer>25 000</answer>", 1.0),
+        ("0", "<answer>1 000</answer>", 0.0),
+    ]
+    golds, completions, expected = zip(*cases)
+    assert accuracy(["q"] * len(cases), list(completions), list(golds)) == list(expected)

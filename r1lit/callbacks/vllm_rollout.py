@@ -9,6 +9,7 @@ The engine is chosen in one place, ``model.engine``: ``VLLMEngine`` (in the trai
 
 from __future__ import annotations
 
+import os
 import time
 
 import lightning as L
@@ -46,8 +47,9 @@ class VLLMRollout(L.Callback):
         if datamodule is None or not hasattr(datamodule, "max_prompt_length"):
             raise ConfigError("VLLMRollout sizes the engine from the datamodule's max_prompt_length and batch_size; "
                               "train with a MathDataModule (data: in the config)")
+        model_path = resolve_model_path(pl_module.hparams.model_name_or_path)
         launch = EngineLaunch(
-            model_path=resolve_model_path(pl_module.hparams.model_name_or_path),
+            model_path=os.path.abspath(model_path) if os.path.exists(model_path) else model_path,  # hub ids stay
             max_prompt_length=datamodule.max_prompt_length,
             max_tokens=pl_module.sampling.max_tokens,
             sequences_per_call=datamodule.batch_size * pl_module.num_generations,

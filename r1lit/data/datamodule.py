@@ -13,13 +13,18 @@ from r1lit.data.sampler import ResumableLoader, ResumableSampler
 from r1lit.data.sources import ProblemSource
 from r1lit.errors import ConfigError, DataError
 from r1lit.models import load_tokenizer
+from r1lit.rewards.golds import is_prose_gold
 from r1lit.rewards.verifier import SafeVerifier
+
+SHOWN_EXAMPLES = 3  # dropped golds quoted in the load report, per reason
 
 
 class MathDataModule(L.LightningDataModule):
     """Loads problems from a source, renders prompts, drops those over ``max_prompt_length`` tokens and rejects gold
-    answers that math-verify cannot parse (they could never be rewarded correctly). Batches are lists of prompts;
-    the module samples G completions for each.
+    answers that cannot be graded (they could never be rewarded correctly): prose (``Proof``, a sentence; see
+    ``r1lit.rewards.golds``) and golds that neither parse nor read as well-formed text. The load report counts each
+    reason and quotes a few of the dropped golds. Batches are lists of prompts; the module samples G completions
+    for each.
     """
 
     def __init__(
@@ -45,7 +50,7 @@ class MathDataModule(L.LightningDataModule):
             val_size: problems held out for validation (0 = none).
             seed: seed of the train/validation split and of each epoch's shuffle order (the order of epoch e
                 depends only on seed and e, which is what lets a resumed run continue mid-epoch).
-            check_gold: parse every gold answer with math-verify at load time and drop the ones that fail.
+            check_gold: check every gold answer at load time and drop prose golds and golds that do not parse.
             num_workers: DataLoader worker processes.
         """
         super().__init__()
@@ -69,21 +74,26 @@ class MathDataModule(L.LightningDataModule):
         records = self.source.load()
         if not records:
             raise DataError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
-        stats = {"loaded": len(records), "no_answer": 0, "unparsable_gold": 0, "too_long": 0}
+        stats = {"loaded": len(records), "no_answer": 0, "prose_gold": 0, "unparsable_gold": 0, "too_long": 0}
         kept = []
         for record in records:
             if record["answer"] is None or not str(record["problem"]).strip():
                 stats["no_answer"] += 1
             else:
                 kept.append(record)
+        dropped: dict[str, list[str]] = {"prose_gold": [], "unparsable_gold": []}
         if self.check_gold and kept:
+            prose = [is_prose_gold(r["answer"]) for r in kept]
+            dropped["prose_gold"] = [r["answer"] for r, p in zip(kept, prose) if p]
+            kept = [r for r, p in zip(kept, prose) if not p]
             verifier = SafeVerifier(batch_timeout=max(60.0, len(kept) / 50))
             try:
                 parses = verifier.run([(None, r["answer"]) for r in kept])
             finally:
                 verifier.close()
-            stats["unparsable_gold"] = sum(ok == 0.0 for ok in parses)
+            dropped["unparsable_gold"] = [r["answer"] for r, ok in zip(kept, parses) if ok != 1.0]
             kept = [r for r, ok in zip(kept, parses) if ok == 1.0]
+            stats["prose_gold"], stats["unparsable_gold"] = len(dropped["prose_gold"]), len(dropped["unparsable_gold"])
         examples = []
         for record in kept:
             text = self.prompt.render(record["problem"], tokenizer)
@@ -96,13 +106,15 @@ class MathDataModule(L.LightningDataModule):
         self.stats = stats
         rank_zero_info(
             f"[r1lit] {self.source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
-            f"{stats['unparsable_gold']} with unparsable gold, {stats['too_long']} over {self.max_prompt_length} "
-            f"prompt tokens, {stats['kept']} kept"
+            f"{stats['prose_gold']} with prose gold (not a mathematical answer), {stats['unparsable_gold']} with "
+            f"unparsable gold, {stats['too_long']} over {self.max_prompt_length} prompt tokens, {stats['kept']} kept"
+            + "".join(_examples(reason, golds) for reason, golds in dropped.items())
         )
         if not examples:
             raise DataError(
                 f"no usable problems left from {self.source.describe()} ({stats}); check the field names, "
-                "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths"
+                "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths (then use a "
+                "reward of your own: AccuracyReward scores prose golds 0)"
             )
         random.Random(self.seed).shuffle(examples)
         if self.val_size >= len(examples):
@@ -154,6 +166,15 @@ class MathDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)
+
+
+def _examples(reason: str, golds: list[str]) -> str:
+    """A line quoting the first few golds dropped for ``reason``, or nothing."""
+    if not golds:
+        return ""
+    shown = ", ".join(repr(g if len(g) <= 60 else g[:57] + "...") for g in golds[:SHOWN_EXAMPLES])
+    more = f" and {len(golds) - SHOWN_EXAMPLES} more" if len(golds) > SHOWN_EXAMPLES else ""
+    return f"\n[r1lit]   dropped {reason.replace('_', ' ')}: {shown}{more}"
 
 
 def collate(examples: list[dict]) -> dict[str, list]:

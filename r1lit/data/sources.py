@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal
 
 from r1lit.errors import ConfigError, DataError
-from r1lit.rewards.answers import gsm8k_answer, last_boxed
+from r1lit.rewards.answers import final_boxed, gsm8k_answer
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -39,10 +41,35 @@ def _as_is(text: str) -> str | None:
 
 
 PRESETS: dict[str, FieldMap] = {
-    "math": FieldMap("problem", "solution", last_boxed),  # MATH / MATH-500 / MATH-lighteval
+    "math": FieldMap("problem", "solution", final_boxed),  # MATH / MATH-500 / MATH-lighteval
     "gsm8k": FieldMap("question", "answer", gsm8k_answer),
-    "numina": FieldMap("problem", "solution", last_boxed),  # AI-MO/NuminaMath-CoT and -TIR
+    "numina": FieldMap("problem", "solution", final_boxed),  # AI-MO/NuminaMath-CoT and -TIR
 }
+
+
+def answer_text(value: Any) -> str | None:
+    """A typed column's value as gold text, numbers written exactly: ``1e-05`` -> ``0.00001``, ``2.0`` -> ``2``,
+    ``1e+20`` -> ``100000000000000000000``, ints as they are; a list -> ``1, 3``; NaN, inf and None -> None.
+
+    ``str()`` of a float writes an exponent that math-verify reads as Euler's e (``1e-05`` = e - 5).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = Decimal(repr(value))  # the shortest decimal that round-trips: what the file says
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, (list, tuple)):
+        parts = [answer_text(v) for v in value]
+        return None if not parts or None in parts else ", ".join(parts)
+    return str(value)
 
 
 class DatasetSource(ProblemSource):
@@ -61,10 +88,11 @@ class DatasetSource(ProblemSource):
         """
         Args:
             path: hub dataset id (``openai/gsm8k``) or a local file path.
-            preset: field map of a known dataset: ``math`` (problem, last \\boxed{} of solution), ``gsm8k``
-                (question, answer after ####), ``numina`` (problem, last \\boxed{} of solution).
+            preset: field map of a known dataset: ``math`` (problem, last run of \\boxed{} of solution: several
+                boxes in a row are one list answer), ``gsm8k`` (question, answer after ####), ``numina`` (as math).
             problem_field: column with the problem text (overrides the preset's).
-            answer_field: column with the gold answer (overrides the preset's). Without a preset its text is used as is.
+            answer_field: column with the gold answer (overrides the preset's). Without a preset its text is used as
+                is; numbers in a typed column are written exactly (``1e-05`` becomes ``0.00001``).
             split: dataset split to load (local files have only ``train``).
             name: dataset configuration name on the hub (``main`` for openai/gsm8k).
             limit: keep only the first ``limit`` rows.
@@ -91,10 +119,11 @@ class DatasetSource(ProblemSource):
         if self.limit is not None:
             table = table.select(range(min(self.limit, len(table))))
         problems, answers = table[self.fields.problem_field], table[self.fields.answer_field]
-        return [
-            {"problem": str(p), "answer": self.fields.extract(str(a)) if a is not None else None}
-            for p, a in zip(problems, answers)
-        ]
+        records = []
+        for problem, value in zip(problems, answers):
+            text = answer_text(value)
+            records.append({"problem": str(problem), "answer": self.fields.extract(text) if text is not None else None})
+        return records
 
     def _load_table(self):
         import datasets

@@ -11,11 +11,14 @@ from r1lit.rewards.verifier import SafeVerifier
 
 
 class AccuracyReward(Reward):
-    """The last ``<answer>…</answer>`` (or last ``\\boxed{}``) checked against the gold answer with math-verify.
+    """The answer in the last complete ``<answer>…</answer>`` pair (or the last run of boxes) checked against the
+    gold answer with math-verify.
 
-    No answer, an answer longer than ``max_answer_chars``, an answer or gold that does not parse, or a check that
-    runs out of time all score 0. Checks run in worker processes (see ``r1lit.rewards.verifier``); model text is
-    never evaluated as code.
+    Extraction is ``r1lit.rewards.answers.extract_answer``; both sides are then normalised alike
+    (``r1lit.rewards.normalise``) and numbers compared relative to the gold (``r1lit.rewards.tolerance``). No
+    answer, an answer longer than ``max_answer_chars``, a prose gold, an answer or gold that does not parse, or a
+    check that runs out of time all score 0. Checks run in worker processes (see ``r1lit.rewards.verifier``);
+    model text is never evaluated as code.
     """
 
     def __init__(

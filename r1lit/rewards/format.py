@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from r1lit.errors import ConfigError
 from r1lit.rewards.base import Reward
-
-STRICT_FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)
-TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+from r1lit.rewards.tags import is_think_then_answer, tag_counts
 
 
 class FormatReward(Reward):
-    """1.0 when the completion matches the seed's strict pattern ``^<think>.*?</think>\\s*<answer>.*?</answer>$``.
+    """1.0 when the completion is one ``<think>…</think>``, optional whitespace, then one ``<answer>…</answer>``.
+
+    The tags are read by the shared scanner (``r1lit.rewards.tags``): a second or nested answer or think block, a
+    stray tag, or any text before the first tag or after the last makes it not the format (the seed's lazy regex
+    ``^<think>.*?</think>\\s*<answer>.*?</answer>$`` accepted ``…<answer>1</answer><answer>2</answer>``).
 
     When the prompt itself ends with ``<think>`` (the plain R1-Zero template, or a chat prompt with the tag
     pre-filled), that opening tag counts as the completion's first token, as the model sees it.
@@ -42,10 +43,10 @@ class FormatReward(Reward):
         scores = []
         for prompt, completion in zip(prompts, completions, strict=True):
             text = "<think>" + completion if prompt.rstrip().endswith("<think>") else completion
-            if STRICT_FORMAT.match(text.strip()):
+            if is_think_then_answer(text):
                 scores.append(1.0)
             elif self.partial_credit:
-                scores.append(self.partial_credit / 4 * sum(text.count(tag) == 1 for tag in TAGS))
+                scores.append(self.partial_credit / 4 * sum(n == 1 for n in tag_counts(text).values()))
             else:
                 scores.append(0.0)
         return scores

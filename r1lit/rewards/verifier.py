@@ -16,9 +16,13 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 from collections import deque
 
 log = logging.getLogger(__name__)
+
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding this r1lit package
 
 
 class _Worker:
@@ -28,6 +32,7 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "r1lit.rewards.verify_worker", str(memory_limit_mb), str(inner_timeout)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            cwd=PACKAGE_ROOT,  # `-m` looks in the working directory first: run this r1lit, not one found there
         )
         ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)
         if not ready or self.process.stdout.readline().strip() != "ready":
@@ -76,7 +81,7 @@ class SafeVerifier:
         return _Worker(self.memory_limit_mb, max(1, math.floor(self.item_timeout / 2)), start_timeout=120.0)
 
     def run(self, tasks: list[tuple[str | None, str]]) -> list[float]:
-        """Score (prediction, gold) pairs; a None prediction checks that gold parses. Duplicates are checked once."""
+        """Score (prediction, gold) pairs; a None prediction checks that gold can be graded. Duplicates are checked once."""
         unique = list(dict.fromkeys(tasks))
         if not unique:
             return []

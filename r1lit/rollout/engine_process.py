@@ -27,6 +27,9 @@ RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROU
                    "ROLE_RANK", "ROLE_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # `-m` runs this r1lit, not one in the working directory
+
+
 def child_environment(extra: dict[str, str], cuda_visible_devices: str | None) -> dict[str, str]:
     """The trainer's environment without its rendezvous variables, with the engine's GPU and ``extra``."""
     env = {k: v for k, v in os.environ.items()
@@ -60,12 +63,12 @@ class EngineProcess:
     """``python -m r1lit.rollout.serve`` with vLLM's server arguments, its output in ``log_path``."""
 
     def __init__(self, server_args: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = Path(log_path)
+        self.log_path = Path(log_path).resolve()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "r1lit.rollout.serve", "--parent-pid", str(os.getpid()), "--", *server_args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, cwd=PACKAGE_ROOT)
             log.write(f"r1lit: started the engine process (pid={self.proc.pid}), its own process group\n".encode())
         atexit.register(self.stop)
 
