@@ -13,6 +13,7 @@ import traceback
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 # Imported so that their short class names resolve in YAML.
@@ -21,7 +22,7 @@ import r1lit.data  # noqa: F401
 import r1lit.losses  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
-from r1lit.callbacks import GracefulStop
+from r1lit.callbacks import GracefulStop, StepProgressBar
 from r1lit.checkpoints import AtomicCheckpointIO
 from r1lit.checks import ConfigError, check_batch_layout, check_combinations
 from r1lit.data import MathDataModule
@@ -50,12 +51,28 @@ class R1LitCLI(LightningCLI):
         """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""
         trainer = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
+        added = []
         if not any(isinstance(c, GracefulStop) for c in callbacks):
-            kwargs.setdefault("callbacks", [*callbacks, GracefulStop()])
+            added.append(GracefulStop())
+        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            added.append(StepProgressBar())  # steps of max_steps, not batches of an epoch
+        if added:
+            kwargs.setdefault("callbacks", [*callbacks, *added])
         strategy_io = getattr(trainer.get("strategy"), "_checkpoint_io", None)  # Lightning refuses two
         if strategy_io is None and not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
+
+
+DESCRIPTION = (
+    "r1lit: R1-Zero-style GRPO training of small language models on math problems with PyTorch Lightning. "
+    "`r1lit fit --config configs/smollm2-cpu.yaml` trains the embedded model on CPU; configs/qwen0.5b.yaml and "
+    "qwen1.5b.yaml are the GPU recipes."
+)
+EPILOG = (
+    "Subcommands: fit (train), validate, test, predict (Lightning's), and export: `r1lit export CKPT OUT` writes a "
+    "Hugging Face folder from a checkpoint (`r1lit export --help`). `r1lit fit --help` explains every setting."
+)
 
 
 def _as_list(value) -> list:
@@ -76,6 +93,7 @@ def main(args: list[str] | None = None) -> None:
         R1LitCLI(
             GRPOModule,
             MathDataModule,
+            parser_kwargs={"description": DESCRIPTION, "epilog": EPILOG},
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
             args=args,

@@ -16,8 +16,8 @@ import select
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
