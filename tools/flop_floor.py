@@ -243,18 +243,18 @@ def main() -> None:
           + ("; SMOKE: token counts cut, one timing per shape" if args.smoke else ""))
 
     rates: dict[str, dict[str, float]] = {}
+    prefill_tokens = 16 if args.smoke else max(round(B * prompt_tokens), 1)
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         rates[name] = {
             "train": model_gemm_rate(shape, train_tokens, logit_tokens, dtype, repeats),
-            "prefill": model_gemm_rate(shape, max(round(B * prompt_tokens), 1) if not args.smoke else 16, B, dtype,
-                                       repeats, backward=False),
+            "prefill": model_gemm_rate(shape, prefill_tokens, B, dtype, repeats, backward=False),
             "decode": model_gemm_rate(shape, N, N, dtype, repeats, backward=False),
         }
     bandwidth = copy_bandwidth(copy_mb, repeats)
     print(f"\nGEMM rate on the model's shapes (GFLOP/s, best of {repeats}):")
     print(f"  {'':44} {'bf16':>8} {'fp32':>8}")
     for key, label in [("train", f"forward + backward, {train_tokens} tokens (LM head {logit_tokens})"),
-                       ("prefill", "forward, prefill tokens"), ("decode", f"forward, {N} tokens (one decode pass)")]:
+                       ("prefill", f"forward, {prefill_tokens} tokens (prefill)"), ("decode", f"forward, {N} tokens (one decode pass)")]:
         print(f"  {label:44} {rates['bf16'][key] / 1e9:8.0f} {rates['fp32'][key] / 1e9:8.0f}")
     print(f"memory: copy of {copy_mb} MiB at {bandwidth / 1e9:.1f} GB/s (read + write)")
 
