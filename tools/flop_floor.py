@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--problems", default=None, help="problems jsonl (default: tools/bench_vs_trl.py's 64)")
     parser.add_argument("--completion-tokens", type=float, default=64, help="mean completion length (real tokens)")
     parser.add_argument("--decode-steps", type=int, default=64, help="tokens the longest completion took")
-    parser.add_argument("--step-seconds", nargs="*", default=[],
+    parser.add_argument("--step-seconds", nargs="+", action="extend", default=[],
                         help="measured step times as NAME=SECONDS (a NAME with 'fp32' is compared with the fp32 floor)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timings per GEMM shape; the best is kept")
