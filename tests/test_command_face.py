@@ -22,3 +22,23 @@ def test_progress_bar_counts_steps_of_max_steps(tmp_path, tiny_model_dir, capsys
     shown = captured.out + captured.err  # Lightning's bars write to stdout
     assert "Step: 100%" in shown and "3/3" in shown, shown[-2000:]
     assert "Epoch 0" not in shown
+
+
+def test_every_n_steps_means_the_same_steps_in_every_callback(tmp_path, tiny_model_dir, capsys):
+    """Guards three counters for one setting: PrintGroups used batch_idx + 1, CompletionLog TensorBoard's 0-based
+    step, HFExport optimizer steps; with n = 2 the printed and logged groups were never the same step."""
+    import json
+
+    config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.max_steps": 5})
+    config["trainer"]["callbacks"] = [
+        {"class_path": "PrintGroups", "init_args": {"every_n_steps": 2, "max_groups": 1}},
+        {"class_path": "CompletionLog", "init_args": {"every_n_steps": 2}},
+        {"class_path": "HFExport", "init_args": {"every_n_steps": 2, "at_end": False}},
+    ]
+    main(["fit", "--config", str(write_config(tmp_path, config))])
+    printed = sorted({int(line.split()[2]) for line in capsys.readouterr().out.splitlines() if line.startswith("=" * 30 + " step")})
+    run_dir = tmp_path / "runs" / "tiny" / "version_0"
+    records = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
+    exported = sorted(int(p.name.split("_")[1]) for p in (run_dir / "hf").glob("step_*"))
+    assert printed == sorted({r["global_step"] for r in records}) == exported == [2, 4]
+    assert sorted({r["step"] for r in records}) == [1, 3]  # TensorBoard's x axis for those steps (0-based batches)

@@ -10,22 +10,22 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from r1lit.callbacks.run_info import log_step, run_dir, samples_seen
+from r1lit.callbacks.run_info import EveryNSteps, log_step, run_dir, samples_seen
 from r1lit.callbacks.text import clip, scores_line
 from r1lit.errors import ConfigError
 
 # The keys of one line of the log, in order (tests check them; tools/find_aha.py reads them).
 RECORD_KEYS = (
-    "step", "samples_seen", "group", "sample", "problem", "prompt", "answer", "completion", "reward", "scores",
+    "step", "global_step", "samples_seen", "group", "sample", "problem", "prompt", "answer", "completion", "reward", "scores",
     "advantage", "length", "truncated",
 )
 
 
 class CompletionLog(L.Callback):
-    """Every ``every_n_steps`` training steps (the first included), rank 0 appends the completions of its groups
+    """After every ``every_n_steps``-th optimizer step, rank 0 appends the completions of its groups
     (all, or ``max_groups`` drawn at random) to ``<run folder>/<filename>``, one JSON object per completion:
 
-    ``step`` (the TensorBoard step), ``samples_seen`` (completions generated over all ranks, this step's included),
+    ``step`` (the TensorBoard step), ``global_step`` (optimizer steps done, what ``every_n_steps`` counts), ``samples_seen`` (completions generated over all ranks, this step's included),
     ``group`` (index of the problem in rank 0's batch), ``sample`` (index in its group), ``problem``, ``prompt``
     (the full prompt text; null with ``include_prompt: false``), ``answer`` (gold), ``completion``, ``reward``
     (weighted sum), ``scores`` ({reward name: unweighted score}), ``advantage``, ``length`` (tokens, EOS included),
@@ -47,7 +47,7 @@ class CompletionLog(L.Callback):
     ):
         """
         Args:
-            every_n_steps: log at steps 0, n, 2n, … (0 = never).
+            every_n_steps: log after optimizer steps n, 2n, … (1-based, as every callback here; 0 = never).
             max_groups: log at most this many of rank 0's groups per step, drawn at random (None = all).
             seed: seed of that draw; the draw at a step depends only on the seed and the step, so a resume repeats it.
             filename: the JSON-lines file in the run folder.
@@ -60,6 +60,7 @@ class CompletionLog(L.Callback):
         if max_groups is not None and max_groups < 1:
             raise ConfigError(f"CompletionLog.max_groups must be >= 1 or null (all), got {max_groups}")
         self.every_n_steps, self.max_groups, self.seed = every_n_steps, max_groups, seed
+        self.schedule = EveryNSteps(every_n_steps)
         self.filename, self.include_prompt = filename, include_prompt
         self.tensorboard, self.tensorboard_max_chars = tensorboard, tensorboard_max_chars
         self.path: Path | None = None
@@ -70,9 +71,9 @@ class CompletionLog(L.Callback):
 
     @rank_zero_only
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = log_step(trainer)
-        if not self.every_n_steps or step % self.every_n_steps or not isinstance(outputs, dict):
+        if not isinstance(outputs, dict) or not self.schedule.due(trainer):
             return
+        step = log_step(trainer)
         groups = list(enumerate(outputs.get("groups") or []))
         if self.max_groups is not None and len(groups) > self.max_groups:
             picked = random.Random(self.seed * 1_000_003 + step).sample(range(len(groups)), self.max_groups)
@@ -86,7 +87,7 @@ class CompletionLog(L.Callback):
         for g, group in groups:
             for i, c in enumerate(group["completions"]):
                 record = {
-                    "step": step, "samples_seen": seen, "group": g, "sample": i, "problem": group["problem"],
+                    "step": step, "global_step": trainer.global_step, "samples_seen": seen, "group": g, "sample": i, "problem": group["problem"],
                     "prompt": group["prompt"] if self.include_prompt else None, "answer": group["answer"],
                     "completion": c["text"], "reward": c["reward"], "scores": c["scores"], "advantage": c["advantage"],
                     "length": c["length"], "truncated": c["truncated"],

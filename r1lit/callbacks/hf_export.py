@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
+from r1lit.callbacks.run_info import EveryNSteps
 from r1lit.export import DTYPES, save_pretrained
 from r1lit.zero import zero_stage
 
@@ -14,11 +15,11 @@ from r1lit.zero import zero_stage
 class HFExport(L.Callback):
     """Writes ``<run folder>/hf/step_<n>`` every n steps and ``<run folder>/hf/final`` when training ends."""
 
-    def __init__(self, every_n_steps: int | None = None, at_end: bool = True, dirpath: str | None = None,
+    def __init__(self, every_n_steps: int = 0, at_end: bool = True, dirpath: str | None = None,
                  dtype: str | None = None):
         """
         Args:
-            every_n_steps: also export every n optimizer steps (None = only at the end).
+            every_n_steps: also export after optimizer steps n, 2n, … (1-based; 0 = only at the end).
             at_end: export when training ends (also after a stop by signal or max_steps).
             dirpath: where the folders go (None = ``hf`` in the logger's run folder).
             dtype: cast the exported weights (``bfloat16`` halves a float32 run's folder); None keeps them.
@@ -26,7 +27,7 @@ class HFExport(L.Callback):
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)} or None, got {dtype!r}")
         self.every_n_steps, self.at_end, self.dirpath, self.dtype = every_n_steps, at_end, dirpath, dtype
-        self.exported: list[Path] = []
+        self.schedule = EveryNSteps(every_n_steps)
 
     def _root(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:
@@ -42,11 +43,11 @@ class HFExport(L.Callback):
         with gather:
             if trainer.is_global_zero:
                 dtype = DTYPES[self.dtype] if self.dtype else None
-                self.exported.append(save_pretrained(pl_module.policy, pl_module.tokenizer, self._root(trainer) / name, dtype))
+                save_pretrained(pl_module.policy, pl_module.tokenizer, self._root(trainer) / name, dtype)
         trainer.strategy.barrier("hf_export")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        if self.schedule.due(trainer):
             self.export(trainer, pl_module, f"step_{trainer.global_step}")
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -25,3 +25,19 @@ def samples_seen(pl_module: L.LightningModule) -> int | None:
     """Completions generated so far over all ranks, this step's included (``GRPOModule.samples_seen``)."""
     value = getattr(pl_module, "samples_seen", None)
     return None if value is None else int(value)
+
+
+class EveryNSteps:
+    """The one meaning of ``every_n_steps`` in r1lit's callbacks: after optimizer steps n, 2n, 3n, … (1-based
+    ``trainer.global_step``, as Lightning's ``every_n_train_steps``), once each (a batch whose update was skipped
+    does not fire again). n = 0 never fires."""
+
+    def __init__(self, n: int):
+        self.n, self.last = n, -1
+
+    def due(self, trainer: L.Trainer) -> bool:
+        step = trainer.global_step
+        if self.n <= 0 or step <= 0 or step % self.n or step == self.last:
+            return False
+        self.last = step
+        return True

@@ -14,6 +14,7 @@ import time
 
 import lightning as L
 
+from r1lit.callbacks.run_info import EveryNSteps
 from r1lit.errors import ConfigError
 from r1lit.models import resolve_model_path
 from r1lit.rollout.engine import engine_failure
@@ -28,11 +29,12 @@ class VLLMRollout(L.Callback):
     def __init__(self, sync_every_n_steps: int = 1):
         """
         Args:
-            sync_every_n_steps: push the policy's weights to vLLM after every n-th optimizer step.
+            sync_every_n_steps: push the policy's weights to vLLM after optimizer steps n, 2n, … (1-based).
         """
         if sync_every_n_steps < 1:
             raise ConfigError(f"sync_every_n_steps must be >= 1, got {sync_every_n_steps}")
         self.sync_every_n_steps = sync_every_n_steps
+        self.schedule = EveryNSteps(sync_every_n_steps)
         self.push_seconds: list[float] = []  # time of each weight push, for benchmarks and logs
         self.engine: VLLMSettings | None = None
 
@@ -67,7 +69,7 @@ class VLLMRollout(L.Callback):
         self.push(trainer, pl_module)  # a resumed run's restored weights reach vLLM before its first rollout
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.sync_every_n_steps == 0:
+        if self.schedule.due(trainer):
             self.push(trainer, pl_module)
             pl_module.log("time/weight_push", self.push_seconds[-1], on_step=True, batch_size=1)
 
