@@ -14,7 +14,7 @@ VENV_TRL ?= .venv-trl
 TRL ?= trl==1.16.0
 TRL_TRANSFORMERS ?= transformers==5.19.0
 
-.PHONY: install run test clean gpu-wheels trl-env
+.PHONY: install run test test-fast clean gpu-wheels trl-env
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ run: install
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15
+
+# The quick loop while editing (no real engines, no subprocess fits; ~1 min on 2 cores). CI runs `make test`.
+test-fast: install
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow"
 
 # Wheels tools/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there).
 gpu-wheels:

@@ -1,87 +1,16 @@
 """The ``r1lit`` command end to end on a tiny model, the shipped configs, and the errors bad input gets."""
 
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from r1lit.cli import R1LitCLI, main
 from r1lit.data import MathDataModule
 from r1lit.module import GRPOModule
-
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-SCRIPT = Path(sys.executable).parent / "r1lit"  # the console script: tests cover the installed entry point
-SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-
-
-def fit_command(config: Path, *extra: str) -> list[str]:
-    """``r1lit fit`` on a config file, as argv; run it with ``SUBPROCESS_ENV`` so classes in tests/ resolve."""
-    return [str(SCRIPT), "fit", "--config", str(config), *extra]
-
-
-def tiny_config(tmp_path: Path, model_dir: Path, **overrides) -> dict:
-    config = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 3,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "limit_val_batches": 0,
-            "log_every_n_steps": 1,
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
-            },
-            "callbacks": [
-                {"class_path": "PrintGroups", "init_args": {"every_n_steps": 1, "max_groups": 1}},
-                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
-            ],
-        },
-        "model": {
-            "model_name_or_path": str(model_dir),
-            "rewards": [
-                {"class_path": "AccuracyReward"},
-                {"class_path": "FormatReward", "init_args": {"partial_credit": 0.5}},
-                {"class_path": "custom_rewards.LengthReward"},
-            ],
-            "loss": {"class_path": "GRPOLoss", "init_args": {"beta": 0.04}},
-            "sampling": {"max_tokens": 16},
-            "num_generations": 4,
-            "micro_batch_size": 4,
-            "learning_rate": 1e-3,
-        },
-        "data": {"source": {"class_path": "ArithmeticSource", "init_args": {"num_problems": 32}}, "batch_size": 2},
-    }
-    for dotted, value in overrides.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return config
-
-
-def write_config(tmp_path: Path, config: dict) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir))
-    acc.Reload()
-    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
+from helpers import ROOT, SUBPROCESS_ENV, fit_command, scalars, tiny_config, write_config
 
 EXPECTED_TAGS = [
     "reward", "reward_std", "frac_reward_zero_std", "kl", "loss", "lr", "step_time", "grad_norm",

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from test_cli import SCRIPT, SUBPROCESS_ENV, tiny_config, write_config
+from helpers import SCRIPT, SUBPROCESS_ENV, tiny_config, write_config
 
 from r1lit.cli import main
 

@@ -2,13 +2,12 @@
 ``r1lit fit`` command: accumulation equals one big batch, ranks stay identical, sharded checkpoints resume."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from test_cli import SUBPROCESS_ENV, fit_command, scalars, tiny_config, write_config
+from helpers import fit, hashes, scalars, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.deepspeed]
 
@@ -37,23 +36,11 @@ def ds_config(tmp_path: Path, model_dir: Path, run: str, stage: int = 2, devices
     return write_config(folder, config)
 
 
-def fit(config: Path, *extra: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(fit_command(config, *extra), cwd=config.parent, env=SUBPROCESS_ENV,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
-
-
 def zero_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
     """Full fp32 weights of a DeepSpeed checkpoint folder, gathered from its shards."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir))
-
-
-def hashes(prefix: Path, rank: int) -> dict[int, str]:
-    lines = Path(f"{prefix}.rank{rank}").read_text().splitlines()
-    return {r["step"]: r["hash"] for r in map(json.loads, lines)}
 
 
 def test_zero2_four_micro_batches_equal_one_big_batch(tmp_path, tiny_model_dir):

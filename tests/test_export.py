@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build_tiny_model
+from helpers import build_tiny_model
 from r1lit.cli import main
-from test_cli import tiny_config, write_config
-from test_deepspeed import fit
+from helpers import tiny_config, write_config
+from helpers import fit
 
 KV_BYTES = 64 * 2**20
 

@@ -26,7 +26,7 @@ from r1lit.nonfinite import NonFiniteGuard, finite_update
 from r1lit.rewards import FormatReward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout import SamplingConfig
-from test_cli import tiny_config, write_config
+from helpers import tiny_config, write_config
 
 
 class Record(L.Callback):

@@ -12,9 +12,8 @@ import pytest
 import torch
 import yaml
 
-from test_cli import SUBPROCESS_ENV as ENV
-from test_cli import fit_command, scalars, tiny_config
-from test_vllm import vllm_model_dir  # noqa: F401 — the fixture
+from helpers import SUBPROCESS_ENV as ENV
+from helpers import fit_command, scalars, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +177,7 @@ def test_reward_failing_on_zero_is_counted_from_yaml(tmp_path, tiny_model_dir):
 def test_dead_vllm_engine_stops_with_what_to_check_and_the_checkpoint_resumes(tmp_path, vllm_model_dir):
     """The real CPU vLLM engine losing its engine core at step 3 (it runs in-process, so there is no separate
     process to kill): exit 1 naming the engine and what to lower, and step 2's checkpoint resumes with vLLM."""
-    from test_vllm import KV_BYTES, vllm_config
+    from helpers import KV_BYTES, vllm_config
 
     config = vllm_config(tmp_path, vllm_model_dir, steps=10)
     _, checkpointing = config["trainer"]["callbacks"]

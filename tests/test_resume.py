@@ -14,7 +14,7 @@ import torch
 from r1lit.data.sampler import ResumableSampler
 from r1lit.resume import last_checkpoint_version
 from r1lit.rollout.seeds import derive_seed
-from test_cli import SUBPROCESS_ENV, fit_command, tiny_config, write_config
+from helpers import SUBPROCESS_ENV, fit_command, tiny_config, write_config
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch():

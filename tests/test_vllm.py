@@ -10,17 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import build_tiny_model
-from test_cli import SUBPROCESS_ENV, fit_command, scalars, tiny_config
+from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, scalars, vllm_config
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-KV_BYTES = 64 << 20  # bound the CPU KV cache (vLLM would take ~15 GB)
-
-
-@pytest.fixture(scope="module")
-def vllm_model_dir(tmp_path_factory) -> Path:
-    # vLLM's CPU attention needs head_dim >= 32: hidden 64 with 2 heads
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-vllm"), hidden_size=64, num_heads=2)
 
 
 def _logprob_gaps(model_dir: str, queue) -> None:
@@ -80,19 +72,6 @@ def _fit(tmp_path: Path, config: dict, *extra: str) -> subprocess.CompletedProce
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(fit_command(path, *extra), cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True,
                           text=True, timeout=900)
-
-
-def vllm_config(tmp_path: Path, model_dir: Path, steps: int) -> dict:
-    config = tiny_config(tmp_path, model_dir, **{"trainer.max_steps": steps})
-    config["trainer"]["callbacks"] = [
-        {"class_path": "VLLMRollout"},
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
-    ]
-    config["model"]["engine"] = {"class_path": "VLLMEngine", "init_args": {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}}
-    config["model"]["importance_sampling"] = {"class_path": "ImportanceSampling", "init_args": {"cap": 2.0}}
-    config["model"]["sampling"]["temperature"] = 0.9
-    config["trainer"]["logger"]["init_args"]["version"] = "run"  # the resume logs into the same folder
-    return config
 
 
 def test_fit_with_vllm_keeps_the_mismatch_tiny_and_resyncs_after_resume(tmp_path, vllm_model_dir):

@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import build_tiny_model
-from test_cli import SUBPROCESS_ENV, fit_command, scalars, tiny_config
-from test_deepspeed import hashes
-from test_vllm import KV_BYTES
+from helpers import build_tiny_model
+from helpers import SUBPROCESS_ENV, fit_command, scalars, tiny_config
+from helpers import hashes
+from helpers import KV_BYTES
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 LONG = {"class_path": "ArithmeticSource", "init_args": {"num_problems": 32, "num_operands": 20, "max_operand": 99}}
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-server"), hidden_size=64, num_heads=2)
+@pytest.fixture
+def model_dir(vllm_model_dir) -> Path:
+    return vllm_model_dir
 
 
 def server_config(tmp_path: Path, model_dir: Path, steps: int, engine: str = "VLLMServerEngine", devices: int = 1,

@@ -19,7 +19,7 @@ from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.module import GRPOModule
 from r1lit.rewards import AccuracyReward
 from r1lit.rollout import SamplingConfig
-from test_cli import scalars, tiny_config, write_config
+from helpers import scalars, tiny_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, B, G = 4, 2, 4
