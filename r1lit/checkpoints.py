@@ -57,16 +57,23 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def checkpoint_files(folder: str | Path, pattern: str = "*.ckpt") -> list[Path]:
+    """The complete checkpoints in ``folder``: hidden partial writes and dangling ``last`` links left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.exists()]
+
+
 def latest_checkpoint(trainer) -> str | None:
     """The newest checkpoint a run can resume from: in any ``ModelCheckpoint`` folder, else the one it resumed from."""
     candidates = []
     for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.dirpath and os.path.isdir(callback.dirpath):
-            candidates += [p for p in Path(callback.dirpath).glob("*.ckpt") if not p.name.startswith(".")]
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            candidates += checkpoint_files(callback.dirpath)
     if trainer.ckpt_path and os.path.exists(trainer.ckpt_path):
         candidates.append(Path(trainer.ckpt_path))
-    existing = [p for p in candidates if p.exists()]  # a dangling "last" link does not count
-    newest = max(existing, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), default=None)  # last.ckpt wins a tie
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), default=None)  # last.ckpt wins a tie
     return os.path.abspath(newest) if newest else None
 
 

@@ -116,7 +116,7 @@ def check_deepspeed_device(strategy, accelerator, cuda_available: bool) -> None:
 
 def check_combinations(config, cuda_available: bool, cuda_devices: int = 0) -> None:
     """Every check above that a parsed ``r1lit fit`` config can fail, before anything is loaded."""
-    model, data, trainer = config.model, config.data, config.trainer
+    model, trainer = config.model, config.trainer
     check_reward_weights(model.reward_weights, [getattr(r.init_args, "weight", 1.0) for r in model.rewards])
     check_deepspeed_device(trainer.strategy, trainer.accelerator, cuda_available)
     check_engine_setup(config, cuda_available, cuda_devices)

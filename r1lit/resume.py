@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from r1lit.checkpoints import checkpoint_files
+
 _VERSION = re.compile(r"^version_(\d+)$")
 
 
@@ -21,7 +23,7 @@ def last_checkpoint_version(save_dir: str | Path, name: str) -> int | None:
     if root.is_dir():
         for folder in root.iterdir():
             match = _VERSION.match(folder.name)
-            if match and any((folder / "checkpoints").glob("last*.ckpt")):
+            if match and checkpoint_files(folder / "checkpoints", "last*.ckpt"):
                 found.append(int(match.group(1)))
     return max(found) if found else None
 

@@ -9,6 +9,7 @@ Under ZeRO-3 each rank holds a shard of every parameter; pushing weights to an e
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import torch
@@ -72,6 +73,16 @@ def full_parameters(model: nn.Module, sharded: bool) -> Iterator[tuple[str, Tens
     for name, param in model.named_parameters():
         with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
             yield name, param.data.detach().clone()
+
+
+def gathered(model: nn.Module, sharded: bool):
+    """A context in which every parameter of ``model`` is whole (ZeRO-3 gathers all of them, every rank taking
+    part); a no-op when nothing is sharded. For readers that need the whole model at once (an export)."""
+    if not sharded:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
 def gradient_norm(engine) -> float:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import lightning as L
 
 from r1lit.callbacks.run_info import EveryNSteps
 from r1lit.export import DTYPES, save_pretrained
-from r1lit.zero import zero_stage
+from r1lit.zero import gathered, zero_stage
 
 
 class HFExport(L.Callback):
@@ -35,12 +34,7 @@ class HFExport(L.Callback):
         return Path(trainer.log_dir or trainer.default_root_dir) / "hf"
 
     def export(self, trainer: L.Trainer, pl_module, name: str) -> None:
-        gather = contextlib.nullcontext()
-        if zero_stage(trainer) == 3:  # every rank takes part in gathering the shards; rank 0 writes
-            import deepspeed
-
-            gather = deepspeed.zero.GatheredParameters(list(pl_module.policy.parameters()), modifier_rank=None)
-        with gather:
+        with gathered(pl_module.policy, zero_stage(trainer) == 3):  # every rank joins a ZeRO-3 gather; rank 0 writes
             if trainer.is_global_zero:
                 dtype = DTYPES[self.dtype] if self.dtype else None
                 save_pretrained(pl_module.policy, pl_module.tokenizer, self._root(trainer) / name, dtype)

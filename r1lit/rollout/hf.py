@@ -25,6 +25,13 @@ def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
     return sorted(ids)
 
 
+def eos_and_pad(model: nn.Module, tokenizer) -> tuple[list[int], int]:
+    """What every engine needs to cut and pad completions: the EOS ids, and the pad id (the first EOS when the
+    tokenizer has no pad token)."""
+    eos_ids = eos_token_ids(model, tokenizer)
+    return eos_ids, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+
+
 class HFEngine(RolloutEngine):
     """Samples with ``policy.generate`` on the policy's own weights, so there is nothing to push after a step."""
 
@@ -45,8 +52,7 @@ class HFEngine(RolloutEngine):
 
     def bind(self, policy: nn.Module, tokenizer) -> None:
         self.model, self.tokenizer = policy, tokenizer
-        self.eos_ids = eos_token_ids(policy, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.eos_ids, self.pad_id = eos_and_pad(policy, tokenizer)
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:

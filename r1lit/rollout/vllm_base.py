@@ -8,7 +8,7 @@ from torch import nn
 
 from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
-from r1lit.rollout.hf import eos_token_ids
+from r1lit.rollout.hf import eos_and_pad
 from r1lit.rollout.types import SamplingConfig
 
 
@@ -85,5 +85,4 @@ class VLLMSettings(RolloutEngine):
 
     def bind(self, policy: nn.Module, tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.eos_ids = eos_token_ids(policy, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.eos_ids, self.pad_id = eos_and_pad(policy, tokenizer)
