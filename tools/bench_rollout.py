@@ -86,7 +86,7 @@ def main() -> None:
             start = time.perf_counter()
             engine.load_weights(policy.named_parameters())
             pushes.append(time.perf_counter() - start)
-        rows.append((f"  weight push", float("nan"), statistics.median(pushes)))
+        rows.append(("  weight push", float("nan"), statistics.median(pushes)))
         rows.append(("  train fwd+bwd, engine up", float("nan"), train_seconds()))
         engine.close()
         del engine

@@ -260,8 +260,8 @@ def main() -> None:
 
     stages = step_flops(shape, B, G, prompt_tokens, C, D)
     floors = {}
-    print(f"\nstep arithmetic and floor (seconds = FLOP / the forward + backward rate; decode weight reads at the copy "
-          f"bandwidth):")
+    print("\nstep arithmetic and floor (seconds = FLOP / the forward + backward rate; decode weight reads at the copy "
+          "bandwidth):")
     print(f"  {'stage':30} {'TFLOP':>7} {'bf16 s':>8} {'fp32 s':>8}")
     for stage, flops in stages.items():
         print(f"  {stage:30} {flops / 1e12:7.3f} {flops / rates['bf16']['train']:8.2f} {flops / rates['fp32']['train']:8.2f}")
