@@ -33,6 +33,7 @@ __all__ = [
     "ImportanceSampling",
     "sampling_mismatch",
     "completion_length_stats",
+    "trained_rows",
     "cosine_with_warmup",
 ]
 
@@ -279,6 +280,19 @@ def completion_length_stats(lengths: Tensor, truncated: Tensor) -> dict[str, Ten
         "max_length": lengths.max(),
         "mean_terminated_length": terminated.mean() if terminated.numel() else lengths.new_zeros(()),
     }
+
+
+def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:
+    """[N] bool: the completions that get loss. truncated: [N] bool (no EOS within max_tokens); trained_groups: [B]
+    bool or None (all), the groups dynamic sampling trains on. With ``mask_truncated`` (TRL's
+    ``mask_truncated_completions``, DAPO's overlong filtering) truncated completions get none: a cut-off answer is
+    neither rewarded nor punished for being cut. Their group's advantages are still computed with them."""
+    rows = torch.ones_like(truncated, dtype=torch.bool)
+    if trained_groups is not None:
+        rows = trained_groups.to(truncated.device).repeat_interleave(num_generations)
+    if mask_truncated:
+        rows = rows & ~truncated.bool()
+    return rows
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from r1lit.checks import check_batch_layout, check_reward_weights
+from r1lit.dynamic_sampling import DynamicSampling, Scored
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
@@ -32,6 +33,7 @@ from r1lit.losses import (
     sampling_mismatch,
     selective_log_softmax,
     token_entropy,
+    trained_rows,
 )
 from r1lit.models import load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
@@ -43,6 +45,8 @@ from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
+
+DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
 
 class GRPOModule(L.LightningModule):
@@ -70,6 +74,8 @@ class GRPOModule(L.LightningModule):
         logprob_chunk_rows: int = 4,
         reward_weights: list[float] | None = None,
         max_consecutive_nonfinite: int = 3,
+        mask_truncated_completions: bool = False,
+        dynamic_sampling: DynamicSampling | None = None,
     ):
         """
         Args:
@@ -98,6 +104,10 @@ class GRPOModule(L.LightningModule):
                 own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
+            mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
+                name; DAPO's overlong filtering). They still count in their group's advantages.
+            dynamic_sampling: DAPO's dynamic sampling: drop groups whose rewards are all equal and generate more
+                problems until the batch is full of informative groups (``DynamicSampling``); None = off.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -109,13 +119,14 @@ class GRPOModule(L.LightningModule):
             reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
-        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling"])
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
         self.num_generations, self.scale_rewards = num_generations, scale_rewards
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.importance_sampling = importance_sampling
+        self.mask_truncated_completions, self.dynamic_sampling = mask_truncated_completions, dynamic_sampling
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -180,39 +191,41 @@ class GRPOModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
         start = time.perf_counter()
-        G = self.num_generations
+        G, timers = self.num_generations, {"generate": 0.0, "score": 0.0}
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
-        with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed).to(self.device)
-        generated = time.perf_counter()
-
-        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
-        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
-        per_reward, reward_errors = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N], [R]
-        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
-        rewards = (per_reward * weights).sum(dim=0)  # [N]
+        scored = self._generate_and_score(batch, seed, timers)
+        pool, trained_groups, ds_metrics = scored, None, {}
+        if self.dynamic_sampling is not None:
+            filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), self._most_short)
+            scored, pool, trained_groups = filled.selected, filled.pool, filled.trained
+            ds_metrics = {"dynamic_sampling/groups_kept": filled.kept, "dynamic_sampling/groups_dropped": filled.dropped,
+                          "dynamic_sampling/rounds": filled.rounds, "dynamic_sampling/capped": float(filled.capped)}
+        rollout, per_reward, rewards = scored.rollout.to(self.device), scored.per_reward, scored.rewards
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
-        scored = time.perf_counter()
+        trained = trained_rows(rollout.truncated, G, trained_groups, self.mask_truncated_completions)  # [N] bool
+        scored_at = time.perf_counter()
 
-        stats = self._optimise(rollout, advantages)
+        stats = self._optimise(rollout, advantages, rollout.completion_mask * trained.unsqueeze(1).to(self.device))
         done = time.perf_counter()
 
-        counts = torch.stack([rollout.prompt_mask.sum() + rollout.completion_mask.sum(),
-                              torch.tensor(len(rollout.texts), device=self.device)]).float()  # [tokens, completions]
-        lengths, truncated = rollout.completion_lengths, rollout.truncated  # [N], [N]
+        generated = pool.rollout  # every completion generated this step (dynamic sampling's dropped groups too)
+        counts = torch.stack([generated.prompt_mask.sum() + generated.completion_mask.sum(),
+                              torch.tensor(len(generated.texts))]).float().to(self.device)  # [tokens, completions]
+        lengths, truncated = generated.completion_lengths.to(self.device), generated.truncated.to(self.device)  # [N'], [N']
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
             lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated.long()).flatten()
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
-        grouped = rewards.view(-1, G)  # [B, G]
+        grouped = pool.rewards.view(-1, G)  # [B', G]: the rewards of every group generated, before any filtering
         metrics = {
-            "reward": rewards.mean(),
+            "reward": pool.rewards.mean(),
             "reward_std": grouped.std(dim=1).mean(),
             "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
-            "completions/mean_length": rollout.completion_lengths.float().mean(),
-            "completions/clipped_ratio": rollout.truncated.float().mean(),
+            **ds_metrics,
+            "completions/mean_length": generated.completion_lengths.float().mean(),
+            "completions/clipped_ratio": generated.truncated.float().mean(),
             **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
             "num_tokens": self.num_tokens,
             "entropy": stats["entropy"],
@@ -224,16 +237,16 @@ class GRPOModule(L.LightningModule):
             "lr": stats["lr"],
             "train/skipped_steps": self.nonfinite.skipped,
             "step_time": done - start,
-            "time/generate": generated - start,
-            "time/score": scored - generated,
-            "time/optimise": done - scored,
+            "time/generate": timers["generate"],
+            "time/score": timers["score"],
+            "time/optimise": done - scored_at,
         }
         if self.loss.beta > 0:
             metrics["kl"] = stats["kl"]
         for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
             if key in stats:  # the engine returned its own log-probs
                 metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
-        for reward, row, errors in zip(self.rewards, per_reward, reward_errors):
+        for reward, row, errors in zip(self.rewards, pool.per_reward, pool.errors):
             metrics[f"rewards/{reward.name}/mean"] = row.mean()
             metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
             if reward.on_error == "zero":
@@ -242,14 +255,49 @@ class GRPOModule(L.LightningModule):
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
-        return {"groups": self._groups(batch, rollout, per_reward, rewards, advantages)}
+        return {"groups": self._groups(scored.batch, rollout, per_reward, rewards, advantages)}
 
-    def _optimise(self, rollout: Rollout, advantages: Tensor) -> dict[str, float]:
-        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update."""
+    def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
+        """G completions for each problem of ``batch``, scored; adds the seconds spent to ``timers``."""
+        G, start = self.num_generations, time.perf_counter()
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
+        generated = time.perf_counter()
+        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
+        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
+        per_reward, errors = score_completions(  # [R, N], [R]
+            self.rewards, prompts, rollout.texts, answers, rollout.completion_lengths.tolist(), self.sampling.max_tokens
+        )
+        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
+        timers["generate"] += generated - start
+        timers["score"] += time.perf_counter() - generated
+        return Scored(batch, rollout.to("cpu"), per_reward, (per_reward * weights).sum(dim=0), errors)
+
+    def _more_problems(self, timers: dict[str, float]):
+        """Dynamic sampling's source of extra rounds: problems from the datamodule's extra stream, sampled with a
+        seed of their own per (step, rank, round)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "draw_extra"):
+            raise ConfigError("model.dynamic_sampling draws extra problems from the datamodule: use MathDataModule")
+
+        def more(round_: int, count: int) -> Scored:
+            seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, DYNAMIC_SAMPLING_KEY, round_)
+            return self._generate_and_score(datamodule.draw_extra(count), seed, timers)
+
+        return more
+
+    def _most_short(self, short: int) -> int:
+        """The largest shortfall of informative groups over all ranks (a collective when there are several)."""
+        if self.trainer.world_size == 1:
+            return short
+        return int(self.all_gather(torch.tensor(short, device=self.device)).max())
+
+    def _optimise(self, rollout: Rollout, advantages: Tensor, mask: Tensor) -> dict[str, float]:
+        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
+        [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training)."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
         attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # [N, P + C]
-        mask = rollout.completion_mask  # [N, C]
         global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
         slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
@@ -367,7 +415,10 @@ class GRPOModule(L.LightningModule):
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
         with engine_failure(self.engine, "generating"):
             rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
-        per_reward, _ = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
+        per_reward, _ = score_completions(  # [R, B]
+            self.rewards, batch["prompt"], rollout.texts, batch["answer"], rollout.completion_lengths.tolist(),
+            self.sampling.max_tokens,
+        )
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
         self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)

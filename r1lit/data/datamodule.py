@@ -8,6 +8,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from r1lit.data.extra import ExtraProblems
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
 from r1lit.data.sampler import ResumableLoader, ResumableSampler
 from r1lit.data.sources import ProblemSource
@@ -61,6 +62,7 @@ class MathDataModule(L.LightningDataModule):
         self.val_set: list[dict] = []
         self.stats: dict[str, int] = {}
         self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
+        self._extra: ExtraProblems | None = None  # this rank's stream of problems drawn beyond the batches
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -121,8 +123,10 @@ class MathDataModule(L.LightningDataModule):
                 "ranks; lower the batch size or use more problems"
             )
         sampler = ResumableSampler(len(self.train_set), self.batch_size, world, rank, self.seed)
+        self._extra = ExtraProblems(len(self.train_set), world, rank, self.seed)
         if self._resume is not None:
             state, self._resume = self._resume, None
+            self._extra.drawn = state.get("extra_drawn", 0)
             batches_done = state["batches_done"]
             if state["world_size"] != world:  # same samples consumed, counted in this run's per-rank batches
                 batches_done = batches_done * state["world_size"] // world
@@ -134,13 +138,22 @@ class MathDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    def draw_extra(self, count: int) -> dict[str, list]:
+        """``count`` more training problems for this rank, beyond its batches (dynamic sampling), as a batch. Every
+        rank draws the same number, so the count saved by rank 0 is every rank's."""
+        if self._extra is None:
+            raise RuntimeError("draw_extra is called during training, after train_dataloader")
+        return collate([self.train_set[i] for i in self._extra.draw(count)])
+
     def state_dict(self) -> dict:
-        """The data position: batches (per rank) the current epoch has trained on; saved in every checkpoint."""
+        """The data position: batches (per rank) the current epoch has trained on, and problems (per rank) drawn
+        beyond them; saved in every checkpoint."""
         if self.trainer is None:
             return {}
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
         return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed,
-                "world_size": self.trainer.world_size, "seed": self.seed}
+                "world_size": self.trainer.world_size, "seed": self.seed,
+                "extra_drawn": self._extra.drawn if self._extra is not None else 0}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
