@@ -65,7 +65,7 @@ class StopAtStep(L.Callback):
 
 class GroupRecorder(L.Callback):
     """After each training step, appends the groups the step trained on to ``<path>.rank<r>``: problem, whether
-    its advantages are all zero, and the completions' texts."""
+    its advantages are all zero, the completions' texts, and how many extra problems the rank has drawn."""
 
     def __init__(self, path: str):
         """
@@ -78,6 +78,7 @@ class GroupRecorder(L.Callback):
         groups = [{"problem": g["problem"], "flat": all(c["advantage"] == 0.0 for c in g["completions"]),
                    "texts": [c["text"] for c in g["completions"]]} for g in outputs["groups"]]
         with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
-            f.write(json.dumps({"step": trainer.global_step, "groups": groups}) + "\n")
+            extra = trainer.datamodule.state_dict().get("extra_drawn") if trainer.datamodule is not None else None
+            f.write(json.dumps({"step": trainer.global_step, "groups": groups, "extra_drawn": extra}) + "\n")
             f.flush()
             os.fsync(f.fileno())
