@@ -46,6 +46,11 @@ from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
+SAMPLING_TAGS = {  # sampler-vs-trainer statistics from _optimise -> logged tags
+    "logp_diff_mean": "sampling/logp_diff/mean", "logp_diff_max": "sampling/logp_diff/max",
+    "is_ratio_mean": "sampling/is_ratio/mean", "mismatch_kl": "sampling/mismatch_kl",
+    "mismatch_kl_k1": "sampling/mismatch_kl_k1", "is_masked_ratio": "sampling/is_masked_ratio",
+}
 DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
 
@@ -243,9 +248,9 @@ class GRPOModule(L.LightningModule):
         }
         if self.loss.beta > 0:
             metrics["kl"] = stats["kl"]
-        for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
+        for key, tag in SAMPLING_TAGS.items():
             if key in stats:  # the engine returned its own log-probs
-                metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
+                metrics[tag] = stats[key]
         for reward, row, errors in zip(self.rewards, pool.per_reward, pool.errors):
             metrics[f"rewards/{reward.name}/mean"] = row.mean()
             metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
@@ -306,7 +311,7 @@ class GRPOModule(L.LightningModule):
         sampler = rollout.sampler_logprobs  # [N, C] or None
         seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
-        entropy_sum = entropy_tokens = 0.0
+        entropy_sum = entropy_tokens = masked_tokens = 0.0
         temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         with torch.no_grad():
             if self.num_iterations > 1:
@@ -337,6 +342,8 @@ class GRPOModule(L.LightningModule):
                             seen_sampler.append(sampled[m.bool()])
                         if self.importance_sampling is not None:
                             is_weights = self.importance_sampling.weights(old, sampled, m)
+                            if iteration == 0:
+                                masked_tokens += float(((is_weights == 0) & m.bool()).sum())
                     loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
                     self.manual_backward(loss)
                 total_loss += float(loss.detach())
@@ -359,6 +366,8 @@ class GRPOModule(L.LightningModule):
         if seen_trainer:
             trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
             out.update(sampling_mismatch(trainer_lp, sampler_lp, torch.ones_like(trainer_lp)))
+            if self.importance_sampling is not None:
+                out["is_masked_ratio"] = masked_tokens / max(trainer_lp.numel(), 1)
         return out
 
     def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
