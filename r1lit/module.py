@@ -22,6 +22,7 @@ from torch import Tensor
 
 from r1lit.checks import check_batch_layout, check_reward_weights
 from r1lit.dynamic_sampling import DynamicSampling, Scored
+from r1lit.entropy import entropy_with_grad, high_entropy_mask
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
@@ -81,6 +82,8 @@ class GRPOModule(L.LightningModule):
         max_consecutive_nonfinite: int = 3,
         mask_truncated_completions: bool = False,
         dynamic_sampling: DynamicSampling | None = None,
+        entropy_coef: float = 0.0,
+        top_entropy_quantile: float = 1.0,
     ):
         """
         Args:
@@ -113,6 +116,10 @@ class GRPOModule(L.LightningModule):
                 name; DAPO's overlong filtering). They still count in their group's advantages.
             dynamic_sampling: DAPO's dynamic sampling: drop groups whose rewards are all equal and generate more
                 problems until the batch is full of informative groups (``DynamicSampling``); None = off.
+            entropy_coef: entropy bonus: subtracts entropy_coef × the token-weighted mean entropy of the trained
+                tokens from the loss (0 = off).
+            top_entropy_quantile: train the policy-gradient term only on this top fraction of the rollout's tokens
+                by entropy (TRL's name; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -124,6 +131,9 @@ class GRPOModule(L.LightningModule):
             reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
+        if not 0.0 < top_entropy_quantile <= 1.0 or entropy_coef < 0:
+            raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
+                              f"{top_entropy_quantile} and {entropy_coef}")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
@@ -132,6 +142,7 @@ class GRPOModule(L.LightningModule):
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.importance_sampling = importance_sampling
         self.mask_truncated_completions, self.dynamic_sampling = mask_truncated_completions, dynamic_sampling
+        self.entropy_coef, self.top_entropy_quantile = entropy_coef, top_entropy_quantile
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -234,6 +245,7 @@ class GRPOModule(L.LightningModule):
             **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
             "num_tokens": self.num_tokens,
             "entropy": stats["entropy"],
+            "entropy/trained": stats["entropy_trained"],
             "clip_ratio/low_mean": stats["clip_low"],
             "clip_ratio/high_mean": stats["clip_high"],
             "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
@@ -314,10 +326,16 @@ class GRPOModule(L.LightningModule):
         entropy_sum = entropy_tokens = masked_tokens = 0.0
         temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         with torch.no_grad():
-            if self.num_iterations > 1:
-                old_logps = self._logps_batched(self.policy, input_ids, attention, mask, slices)
+            if self.num_iterations > 1 or self.top_entropy_quantile < 1.0:
+                old_logps, old_entropy = self._logps_batched(self.policy, input_ids, attention, mask, slices, entropy=True)
+                if self.num_iterations == 1:
+                    old_logps = None  # only the entropies were wanted; μ = 1 uses the live log-probs detached
             if self.ref_model is not None:
-                ref_logps = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
+                ref_logps, _ = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
+        pg_mask = mask.float()  # [N, C]: tokens whose policy-gradient term counts
+        if self.top_entropy_quantile < 1.0:
+            pg_mask = high_entropy_mask(old_entropy, mask, self.top_entropy_quantile)
+        trained_entropy = trained_tokens = 0.0
 
         for iteration in range(self.num_iterations):
             total_loss, total = 0.0, LossStats()
@@ -328,10 +346,14 @@ class GRPOModule(L.LightningModule):
                     width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
                     logits, targets = self._logits(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)
                     logps = selective_log_softmax(logits, targets, temperature, chunk)  # [n, width]
+                    entropy = entropy_with_grad(logits, temperature) if self.entropy_coef > 0 else None  # [n, width]
                     if iteration == 0:  # the entropy of the policy that sampled the rollout, from the same logits
-                        m = mask[mb, :width]  # [n, width]
-                        entropy_sum += float((token_entropy(logits, temperature, chunk) * m).sum())
+                        m, pg = mask[mb, :width], pg_mask[mb, :width]  # [n, width]
+                        h = entropy.detach() if entropy is not None else token_entropy(logits, temperature, chunk)
+                        entropy_sum += float((h * m).sum())
                         entropy_tokens += float(m.sum())
+                        trained_entropy += float((h * pg).sum())
+                        trained_tokens += float(pg.sum())
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
                     ref = ref_logps[mb, :width] if ref_logps is not None else None
                     is_weights = None
@@ -344,7 +366,12 @@ class GRPOModule(L.LightningModule):
                             is_weights = self.importance_sampling.weights(old, sampled, m)
                             if iteration == 0:
                                 masked_tokens += float(((is_weights == 0) & m.bool()).sum())
+                    if self.top_entropy_quantile < 1.0:
+                        pg = pg_mask[mb, :width]
+                        is_weights = pg if is_weights is None else is_weights * pg
                     loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
+                    if entropy is not None:  # the bonus, weighted like the loss's own tokens
+                        loss = loss - self.entropy_coef * (entropy * token_weights[mb, :width]).sum()
                     self.manual_backward(loss)
                 total_loss += float(loss.detach())
                 total = total + stats
@@ -362,6 +389,7 @@ class GRPOModule(L.LightningModule):
             "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
             "entropy": entropy_sum / max(entropy_tokens, 1.0),
+            "entropy_trained": trained_entropy / max(trained_tokens, 1.0),
         }
         if seen_trainer:
             trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
@@ -395,13 +423,21 @@ class GRPOModule(L.LightningModule):
         width = rollout.completion_ids.shape[1]
         return self._logps(self.policy, input_ids, attention, width, width)
 
-    def _logps_batched(self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice]) -> Tensor:
-        """Log-probs of every completion token, micro-batch by micro-batch. Returns [N, C] (0 beyond each width)."""
+    def _logps_batched(
+        self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice], entropy: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Log-probs of every completion token, micro-batch by micro-batch, and with ``entropy`` the entropies at
+        the same positions. Returns ([N, C], [N, C] or None), 0 beyond each width."""
         out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        ent = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device) if entropy else None
+        temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         for mb in slices:
             width = int(mask[mb].sum(dim=1).max())
-            out[mb, :width] = self._logps(model, input_ids[mb], attention[mb], mask.shape[1], width)
-        return out
+            logits, targets = self._logits(model, input_ids[mb], attention[mb], mask.shape[1], width)
+            out[mb, :width] = selective_log_softmax(logits, targets, temperature, chunk)
+            if entropy:
+                ent[mb, :width] = token_entropy(logits, temperature, chunk)
+        return out, ent
 
     def _no_sync(self, last: bool):
         """Skip DDP's gradient all-reduce on all but the last micro-batch of an update."""
