@@ -23,6 +23,7 @@ import r1lit.dynamic_sampling  # noqa: F401
 import r1lit.losses  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
+import r1lit.validation  # noqa: F401
 from r1lit.callbacks import GracefulStop
 from r1lit.checkpoints import AtomicCheckpointIO
 from r1lit.checks import ConfigError, check_batch_layout, check_combinations

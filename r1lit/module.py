@@ -39,12 +39,14 @@ from r1lit.losses import (
 from r1lit.models import load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
 from r1lit.rewards.accuracy import AccuracyReward
+from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
 SAMPLING_TAGS = {  # sampler-vs-trainer statistics from _optimise -> logged tags
@@ -84,6 +86,7 @@ class GRPOModule(L.LightningModule):
         dynamic_sampling: DynamicSampling | None = None,
         entropy_coef: float = 0.0,
         top_entropy_quantile: float = 1.0,
+        val_pass_at_k: PassAtK | None = None,
     ):
         """
         Args:
@@ -120,6 +123,8 @@ class GRPOModule(L.LightningModule):
                 tokens from the loss (0 = off).
             top_entropy_quantile: train the policy-gradient term only on this top fraction of the rollout's tokens
                 by entropy (TRL's name; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``.
+            val_pass_at_k: validation by answer equivalence alone: ``val/pass@k`` and ``val/maj@k`` from n samples
+                per held-out problem (``PassAtK``), graded by the first ``AccuracyReward``; None = pass@1 only.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -134,7 +139,8 @@ class GRPOModule(L.LightningModule):
         if not 0.0 < top_entropy_quantile <= 1.0 or entropy_coef < 0:
             raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
                               f"{top_entropy_quantile} and {entropy_coef}")
-        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling"])
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling",
+                                         "val_pass_at_k"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
@@ -143,6 +149,9 @@ class GRPOModule(L.LightningModule):
         self.importance_sampling = importance_sampling
         self.mask_truncated_completions, self.dynamic_sampling = mask_truncated_completions, dynamic_sampling
         self.entropy_coef, self.top_entropy_quantile = entropy_coef, top_entropy_quantile
+        if val_pass_at_k is not None and not any(isinstance(r, AccuracyReward) for r in rewards):
+            raise ConfigError("model.val_pass_at_k grades by answer equivalence: add an AccuracyReward to model.rewards")
+        self.val_pass_at_k = val_pass_at_k
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -456,13 +465,16 @@ class GRPOModule(L.LightningModule):
     # ---- validation -----------------------------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
-        """One sampled completion per held-out problem, scored by the training rewards."""
+        """One sampled completion per held-out problem, scored by the training rewards; with ``val_pass_at_k``, n
+        per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k."""
+        n = self.val_pass_at_k.n if self.val_pass_at_k is not None else 1
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
         with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
+            rollout = self.engine.generate(batch["prompt_ids"], n=n, sampling=self.sampling, seed=seed)
+        first = list(range(0, len(rollout.texts), n))  # each problem's first sample
         per_reward, _ = score_completions(  # [R, B]
-            self.rewards, batch["prompt"], rollout.texts, batch["answer"], rollout.completion_lengths.tolist(),
-            self.sampling.max_tokens,
+            self.rewards, batch["prompt"], [rollout.texts[i] for i in first], batch["answer"],
+            rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
         )
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
@@ -472,6 +484,13 @@ class GRPOModule(L.LightningModule):
             self.log("val/accuracy", accuracy[0].mean().to(self.device), batch_size=size, sync_dist=True)
         for reward, row in zip(self.rewards, per_reward):
             self.log(f"val/rewards/{reward.name}/mean", row.mean().to(self.device), batch_size=size, sync_dist=True)
+        if self.val_pass_at_k is not None:
+            grader = next(r for r in self.rewards if isinstance(r, AccuracyReward))  # equivalence only, no format
+            golds = [a for a in batch["answer"] for _ in range(n)]
+            correct = grader([p for p in batch["prompt"] for _ in range(n)], rollout.texts, golds)
+            extracted = [extract_answer(text) for text in rollout.texts]
+            for name, value in self.val_pass_at_k.metrics(extracted, correct).items():
+                self.log(f"val/{name}", torch.tensor(value, device=self.device), batch_size=size, sync_dist=True)
 
     # ---- what callbacks see ---------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class MathDataModule(L.LightningDataModule):
         seed: int = 42,
         check_gold: bool = True,
         num_workers: int = 0,
+        val_source: ProblemSource | None = None,
     ):
         """
         Args:
@@ -48,12 +49,19 @@ class MathDataModule(L.LightningDataModule):
                 depends only on seed and e, which is what lets a resumed run continue mid-epoch).
             check_gold: parse every gold answer with math-verify at load time and drop the ones that fail.
             num_workers: DataLoader worker processes.
+            val_source: held-out problems from another source than the training set (e.g. a local MATH-500
+                file: ``DatasetSource`` with ``path: math500.jsonl, preset: math``), prepared like the training
+                problems; None = hold ``val_size`` problems out of ``source``. Give one or the other.
         """
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_prompt_length < 1 or val_size < 0:
             raise ConfigError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
+        if val_source is not None and val_size:
+            raise ConfigError(f"data.val_source and data.val_size={val_size} both ask for validation problems: set "
+                              "val_size: 0 to validate on val_source, or drop val_source to hold problems out")
+        self.val_source = val_source
         self.source, self.tokenizer_name = source, tokenizer
         self.prompt = prompt if prompt is not None else ChatPrompt()
         self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
@@ -68,9 +76,24 @@ class MathDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         tokenizer = load_tokenizer(self.tokenizer_name)
-        records = self.source.load()
+        examples, self.stats = self._prepare(self.source, tokenizer)
+        random.Random(self.seed).shuffle(examples)
+        if self.val_size >= len(examples):
+            raise DataError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
+        self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
+        if self.val_source is not None:
+            self.val_set, _ = self._prepare(self.val_source, tokenizer)
+        if len(self.train_set) < self.batch_size:
+            raise DataError(
+                f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
+            )
+
+    def _prepare(self, source: ProblemSource, tokenizer) -> tuple[list[dict], dict[str, int]]:
+        """A source's problems with an answer, a parsable gold and a prompt within ``max_prompt_length``, rendered
+        and tokenised; and the counts of what was dropped."""
+        records = source.load()
         if not records:
-            raise DataError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
+            raise DataError(f"{source.describe()} holds no problems; point data.source at a non-empty dataset")
         stats = {"loaded": len(records), "no_answer": 0, "unparsable_gold": 0, "too_long": 0}
         kept = []
         for record in records:
@@ -95,25 +118,17 @@ class MathDataModule(L.LightningDataModule):
                 continue
             examples.append({"problem": record["problem"], "answer": record["answer"], "prompt": text, "prompt_ids": ids})
         stats["kept"] = len(examples)
-        self.stats = stats
         rank_zero_info(
-            f"[r1lit] {self.source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
+            f"[r1lit] {source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
             f"{stats['unparsable_gold']} with unparsable gold, {stats['too_long']} over {self.max_prompt_length} "
             f"prompt tokens, {stats['kept']} kept"
         )
         if not examples:
             raise DataError(
-                f"no usable problems left from {self.source.describe()} ({stats}); check the field names, "
+                f"no usable problems left from {source.describe()} ({stats}); check the field names, "
                 "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths"
             )
-        random.Random(self.seed).shuffle(examples)
-        if self.val_size >= len(examples):
-            raise DataError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
-        self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
-        if len(self.train_set) < self.batch_size:
-            raise DataError(
-                f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
-            )
+        return examples, stats
 
     def train_dataloader(self) -> DataLoader:
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
