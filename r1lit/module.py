@@ -28,7 +28,6 @@ from r1lit.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
-    completion_length_stats,
     cosine_with_warmup,
     group_advantages,
     sampling_mismatch,
@@ -46,14 +45,10 @@ from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics
 from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
-SAMPLING_TAGS = {  # sampler-vs-trainer statistics from _optimise -> logged tags
-    "logp_diff_mean": "sampling/logp_diff/mean", "logp_diff_max": "sampling/logp_diff/max",
-    "is_ratio_mean": "sampling/is_ratio/mean", "mismatch_kl": "sampling/mismatch_kl",
-    "mismatch_kl_k1": "sampling/mismatch_kl_k1", "is_masked_ratio": "sampling/is_masked_ratio",
-}
 DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
 
@@ -219,12 +214,10 @@ class GRPOModule(L.LightningModule):
         G, timers = self.num_generations, {"generate": 0.0, "score": 0.0}
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
         scored = self._generate_and_score(batch, seed, timers)
-        pool, trained_groups, ds_metrics = scored, None, {}
+        pool, trained_groups, filled = scored, None, None
         if self.dynamic_sampling is not None:
             filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), self._most_short)
             scored, pool, trained_groups = filled.selected, filled.pool, filled.trained
-            ds_metrics = {"dynamic_sampling/groups_kept": filled.kept, "dynamic_sampling/groups_dropped": filled.dropped,
-                          "dynamic_sampling/rounds": filled.rounds, "dynamic_sampling/capped": float(filled.capped)}
         rollout, per_reward, rewards = scored.rollout.to(self.device), scored.per_reward, scored.rewards
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
         trained = trained_rows(rollout.truncated, G, trained_groups, self.mask_truncated_completions)  # [N] bool
@@ -243,41 +236,17 @@ class GRPOModule(L.LightningModule):
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
-        grouped = pool.rewards.view(-1, G)  # [B', G]: the rewards of every group generated, before any filtering
-        metrics = {
-            "reward": pool.rewards.mean(),
-            "reward_std": grouped.std(dim=1).mean(),
-            "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
-            **ds_metrics,
-            "completions/mean_length": generated.completion_lengths.float().mean(),
-            "completions/clipped_ratio": generated.truncated.float().mean(),
-            **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
+        metrics = as_tensors({
+            **rollout_metrics(pool, self.rewards, lengths, truncated),
+            **dynamic_sampling_metrics(filled),
             "num_tokens": self.num_tokens,
-            "entropy": stats["entropy"],
-            "entropy/trained": stats["entropy_trained"],
-            "clip_ratio/low_mean": stats["clip_low"],
-            "clip_ratio/high_mean": stats["clip_high"],
-            "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
-            "loss": stats["loss"],
-            "grad_norm": stats["grad_norm"],
-            "lr": stats["lr"],
+            **optimise_metrics(stats, self.loss.beta),
             "train/skipped_steps": self.nonfinite.skipped,
             "step_time": done - start,
             "time/generate": timers["generate"],
             "time/score": timers["score"],
             "time/optimise": done - scored_at,
-        }
-        if self.loss.beta > 0:
-            metrics["kl"] = stats["kl"]
-        for key, tag in SAMPLING_TAGS.items():
-            if key in stats:  # the engine returned its own log-probs
-                metrics[tag] = stats[key]
-        for reward, row, errors in zip(self.rewards, pool.per_reward, pool.errors):
-            metrics[f"rewards/{reward.name}/mean"] = row.mean()
-            metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
-            if reward.on_error == "zero":
-                metrics[f"rewards/{reward.name}/errors"] = errors
-        metrics = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
+        }, self.device)
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
