@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 # Imported so that their short class names resolve in YAML.
 import r1lit.callbacks  # noqa: F401
 import r1lit.correction  # noqa: F401
+import r1lit.difficulty  # noqa: F401
 import r1lit.data  # noqa: F401
 import r1lit.dynamic_sampling  # noqa: F401
 import r1lit.losses  # noqa: F401

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from r1lit.checks import check_batch_layout, check_reward_weights
-from r1lit.dynamic_sampling import DynamicSampling, Scored
+from r1lit.difficulty import DifficultyFilter
+from r1lit.dynamic_sampling import DynamicSampling, Scored, zero_spread
 from r1lit.entropy import entropy_with_grad, high_entropy_mask
 from r1lit.errors import ConfigError
 from r1lit.losses import (
@@ -82,6 +83,7 @@ class GRPOModule(L.LightningModule):
         entropy_coef: float = 0.0,
         top_entropy_quantile: float = 1.0,
         val_pass_at_k: PassAtK | None = None,
+        difficulty_filter: DifficultyFilter | None = None,
     ):
         """
         Args:
@@ -120,6 +122,8 @@ class GRPOModule(L.LightningModule):
                 by entropy (TRL's name; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``.
             val_pass_at_k: validation by answer equivalence alone: ``val/pass@k`` and ``val/maj@k`` from n samples
                 per held-out problem (``PassAtK``), graded by the first ``AccuracyReward``; None = pass@1 only.
+            difficulty_filter: skip, before generating, problems whose last group (recently) had zero reward
+                spread (``DifficultyFilter``); needs ``dynamic_sampling``, which draws their replacements.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -135,7 +139,7 @@ class GRPOModule(L.LightningModule):
             raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
                               f"{top_entropy_quantile} and {entropy_coef}")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling",
-                                         "val_pass_at_k"])
+                                         "val_pass_at_k", "difficulty_filter"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
@@ -147,6 +151,10 @@ class GRPOModule(L.LightningModule):
         if val_pass_at_k is not None and not any(isinstance(r, AccuracyReward) for r in rewards):
             raise ConfigError("model.val_pass_at_k grades by answer equivalence: add an AccuracyReward to model.rewards")
         self.val_pass_at_k = val_pass_at_k
+        if difficulty_filter is not None and dynamic_sampling is None:
+            raise ConfigError("model.difficulty_filter skips problems that dynamic sampling replaces: set "
+                              "model.dynamic_sampling too (e.g. {class_path: DynamicSampling})")
+        self.difficulty_filter = difficulty_filter
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -186,11 +194,15 @@ class GRPOModule(L.LightningModule):
         # running totals and skipped-update counts survive a resume
         checkpoint["r1lit_counters"] = {"samples_seen": self.samples_seen, "num_tokens": self.num_tokens}
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
+        if self.difficulty_filter is not None:
+            checkpoint["difficulty_filter"] = self.difficulty_filter.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("r1lit_counters", {})
         self.samples_seen, self.num_tokens = counters.get("samples_seen", 0), counters.get("num_tokens", 0)
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
+        if self.difficulty_filter is not None:
+            self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -211,7 +223,7 @@ class GRPOModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
         start = time.perf_counter()
-        G, timers = self.num_generations, {"generate": 0.0, "score": 0.0}
+        G, timers = self.num_generations, {"generate": 0.0, "score": 0.0, "skipped": 0}
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
         scored = self._generate_and_score(batch, seed, timers)
         pool, trained_groups, filled = scored, None, None
@@ -236,8 +248,11 @@ class GRPOModule(L.LightningModule):
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
+        if self.difficulty_filter is not None:
+            self._remember_difficulty(pool)
         metrics = as_tensors({
             **rollout_metrics(pool, self.rewards, lengths, truncated),
+            **({"difficulty_filter/skipped": timers["skipped"]} if self.difficulty_filter is not None else {}),
             **dynamic_sampling_metrics(filled),
             "num_tokens": self.num_tokens,
             **optimise_metrics(stats, self.loss.beta),
@@ -253,8 +268,13 @@ class GRPOModule(L.LightningModule):
         return {"groups": self._groups(scored.batch, rollout, per_reward, rewards, advantages)}
 
     def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
-        """G completions for each problem of ``batch``, scored; adds the seconds spent to ``timers``."""
+        """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the
+        seconds spent, and the problems skipped, to ``timers``."""
         G, start = self.num_generations, time.perf_counter()
+        if self.difficulty_filter is not None:
+            skip = self.difficulty_filter.skips(batch["problem"], self.global_step)
+            batch = {key: [v for v, s in zip(values, skip) if not s] for key, values in batch.items()}
+            timers["skipped"] += sum(skip)
         with engine_failure(self.engine, "generating"):
             rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
         generated = time.perf_counter()
@@ -280,6 +300,16 @@ class GRPOModule(L.LightningModule):
             return self._generate_and_score(datamodule.draw_extra(count), seed, timers)
 
         return more
+
+    def _remember_difficulty(self, pool: Scored) -> None:
+        """Tell the difficulty filter which problems came out flat; every rank learns every rank's results."""
+        seen = (pool.batch["problem"], zero_spread(pool.rewards, self.num_generations).tolist())
+        everyone = [seen]
+        if self.trainer.world_size > 1:
+            everyone = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(everyone, seen)
+        for problems, flat in everyone:
+            self.difficulty_filter.update(problems, flat, self.global_step)
 
     def _most_short(self, short: int) -> int:
         """The largest shortfall of informative groups over all ranks (a collective when there are several)."""
