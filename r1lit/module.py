@@ -244,7 +244,7 @@ class GRPOModule(L.LightningModule):
         lengths, truncated = generated.completion_lengths.to(self.device), generated.truncated.to(self.device)  # [N'], [N']
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
-            lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated.long()).flatten()
+            lengths, truncated = self._gather_uneven(lengths), self._gather_uneven(truncated.long())
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
@@ -310,6 +310,12 @@ class GRPOModule(L.LightningModule):
             torch.distributed.all_gather_object(everyone, seen)
         for problems, flat in everyone:
             self.difficulty_filter.update(problems, flat, self.global_step)
+
+    def _gather_uneven(self, values: Tensor) -> Tensor:
+        """Every rank's [n_r] values, concatenated; n_r may differ (the difficulty filter shrinks some rounds)."""
+        sizes = self.all_gather(torch.tensor(values.numel(), device=self.device)).flatten()  # [W]
+        padded = torch.nn.functional.pad(values, (0, int(sizes.max()) - values.numel()))
+        return torch.cat([row[: int(n)] for row, n in zip(self.all_gather(padded), sizes)])
 
     def _most_short(self, short: int) -> int:
         """The largest shortfall of informative groups over all ranks (a collective when there are several)."""

@@ -21,6 +21,8 @@ def ds_run_config(tmp_path: Path, model_dir: Path, run: str, devices: int = 1, s
         "trainer.max_steps": 4,
         "model.rewards": [{"class_path": "custom_rewards.HalfFlatReward"}],  # even answers: flat groups
         "model.dynamic_sampling": {"class_path": "DynamicSampling", "init_args": {"max_num_gen_batches": 8}},
+        # on in both runs: its memory of flat problems is shared across ranks and restored from the checkpoint
+        "model.difficulty_filter": {"class_path": "DifficultyFilter", "init_args": {"max_age": 20}},
         "model.micro_batch_size": 8,
         "data.source": {"class_path": "ArithmeticSource", "init_args": {"num_problems": 16}},  # 8 batches / rank / epoch
     })
