@@ -46,7 +46,8 @@ from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
-from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics
+from r1lit.ranks import gather_objects, gather_uneven, max_over_ranks
+from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics, step_groups
 from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
@@ -228,7 +229,7 @@ class GRPOModule(L.LightningModule):
         scored = self._generate_and_score(batch, seed, timers)
         pool, trained_groups, filled = scored, None, None
         if self.dynamic_sampling is not None:
-            filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), self._most_short)
+            filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), max_over_ranks)
             scored, pool, trained_groups = filled.selected, filled.pool, filled.trained
         rollout, per_reward, rewards = scored.rollout.to(self.device), scored.per_reward, scored.rewards
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
@@ -244,7 +245,7 @@ class GRPOModule(L.LightningModule):
         lengths, truncated = generated.completion_lengths.to(self.device), generated.truncated.to(self.device)  # [N'], [N']
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
-            lengths, truncated = self._gather_uneven(lengths), self._gather_uneven(truncated.long())
+            lengths, truncated = gather_uneven(lengths), gather_uneven(truncated.long())
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
@@ -265,7 +266,7 @@ class GRPOModule(L.LightningModule):
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
-        return {"groups": self._groups(scored.batch, rollout, per_reward, rewards, advantages)}
+        return {"groups": step_groups(scored, [r.name for r in self.rewards], advantages)}
 
     def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
         """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the
@@ -304,24 +305,9 @@ class GRPOModule(L.LightningModule):
     def _remember_difficulty(self, pool: Scored) -> None:
         """Tell the difficulty filter which problems came out flat; every rank learns every rank's results."""
         seen = (pool.batch["problem"], zero_spread(pool.rewards, self.num_generations).tolist())
-        everyone = [seen]
-        if self.trainer.world_size > 1:
-            everyone = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(everyone, seen)
+        everyone = gather_objects(seen)
         for problems, flat in everyone:
             self.difficulty_filter.update(problems, flat, self.global_step)
-
-    def _gather_uneven(self, values: Tensor) -> Tensor:
-        """Every rank's [n_r] values, concatenated; n_r may differ (the difficulty filter shrinks some rounds)."""
-        sizes = self.all_gather(torch.tensor(values.numel(), device=self.device)).flatten()  # [W]
-        padded = torch.nn.functional.pad(values, (0, int(sizes.max()) - values.numel()))
-        return torch.cat([row[: int(n)] for row, n in zip(self.all_gather(padded), sizes)])
-
-    def _most_short(self, short: int) -> int:
-        """The largest shortfall of informative groups over all ranks (a collective when there are several)."""
-        if self.trainer.world_size == 1:
-            return short
-        return int(self.all_gather(torch.tensor(short, device=self.device)).max())
 
     def _optimise(self, rollout: Rollout, advantages: Tensor, mask: Tensor) -> dict[str, float]:
         """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
@@ -496,23 +482,3 @@ class GRPOModule(L.LightningModule):
             extracted = [extract_answer(text) for text in rollout.texts]
             for name, value in self.val_pass_at_k.metrics(extracted, correct).items():
                 self.log(f"val/{name}", torch.tensor(value, device=self.device), batch_size=size, sync_dist=True)
-
-    # ---- what callbacks see ---------------------------------------------------------------------------------
-
-    def _groups(self, batch, rollout: Rollout, per_reward: Tensor, rewards: Tensor, advantages: Tensor) -> list[dict]:
-        """One record per problem: question, gold answer, and each completion with its scores."""
-        G, names = self.num_generations, [r.name for r in self.rewards]
-        groups = []
-        for b, (problem, answer) in enumerate(zip(batch["problem"], batch["answer"])):
-            completions = []
-            for i in range(b * G, (b + 1) * G):
-                completions.append({
-                    "text": rollout.texts[i],
-                    "reward": float(rewards[i]),
-                    "scores": {n: float(per_reward[r, i]) for r, n in enumerate(names)},
-                    "advantage": float(advantages[i]),
-                    "length": int(rollout.completion_mask[i].sum()),
-                    "truncated": bool(rollout.truncated[i]),
-                })
-            groups.append({"problem": problem, "answer": answer, "prompt": batch["prompt"][b], "completions": completions})
-        return groups
