@@ -138,7 +138,8 @@ class MathDataModule(L.LightningDataModule):
                 "ranks; lower the batch size or use more problems"
             )
         sampler = ResumableSampler(len(self.train_set), self.batch_size, world, rank, self.seed)
-        self._extra = ExtraProblems(len(self.train_set), world, rank, self.seed)
+        if self._extra is None or (self._extra.num_replicas, self._extra.rank) != (world, rank):  # keep the count
+            self._extra = ExtraProblems(len(self.train_set), world, rank, self.seed)  # if the loader is rebuilt
         if self._resume is not None:
             state, self._resume = self._resume, None
             self._extra.drawn = state.get("extra_drawn", 0)
