@@ -18,10 +18,14 @@ from lightning.pytorch.cli import LightningCLI
 
 # Imported so that their short class names resolve in YAML.
 import r1lit.callbacks  # noqa: F401
+import r1lit.correction  # noqa: F401
+import r1lit.difficulty  # noqa: F401
 import r1lit.data  # noqa: F401
+import r1lit.dynamic_sampling  # noqa: F401
 import r1lit.losses  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
+import r1lit.validation  # noqa: F401
 from r1lit.callbacks import GracefulStop, StepProgressBar
 from r1lit.checkpoints import AtomicCheckpointIO
 from r1lit.checks import ConfigError, check_batch_layout, check_combinations

@@ -30,9 +30,11 @@ __all__ = [
     "BNPOLoss",
     "DAPOLoss",
     "DrGRPOLoss",
+    "GSPOLoss",
     "ImportanceSampling",
     "sampling_mismatch",
     "completion_length_stats",
+    "trained_rows",
     "cosine_with_warmup",
 ]
 
@@ -133,6 +135,12 @@ class LossStats:
         return getattr(self, field) / self.weight if self.weight > 0 else 0.0
 
 
+def trained_sequences(mask: Tensor) -> float:
+    """Rows of a [N, C] loss mask with any token: the sequences a per-sequence mean divides by (rows masked out
+    whole, such as truncated completions under ``mask_truncated_completions``, do not count)."""
+    return float((mask.sum(dim=1) > 0).sum().clamp(min=1))
+
+
 class GRPOLoss:
     """GRPO as in DeepSeekMath: per-sequence token mean, then mean over sequences.
 
@@ -162,7 +170,7 @@ class GRPOLoss:
         ``world_size`` the number of ranks (gradients are averaged across ranks). Returns [N, C].
         """
         mask = mask.float()
-        return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0) / mask.shape[0]
+        return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0) / trained_sequences(mask)
 
     def __call__(
         self, logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advantages: Tensor, weights: Tensor,
@@ -174,6 +182,10 @@ class GRPOLoss:
         multiply the policy-gradient term only, not the KL penalty.
         """
         per_token, low, high = clipped_surrogate(logps, old_logps, advantages, self.epsilon, self.epsilon_high)
+        return self._aggregate(per_token, low, high, logps, ref_logps, weights, is_weights)
+
+    def _aggregate(self, per_token, low, high, logps, ref_logps, weights, is_weights) -> tuple[Tensor, LossStats]:
+        """Importance weights, the KL penalty and the token weighting applied to per-token surrogate terms."""
         if is_weights is not None:
             per_token = per_token * is_weights
         weights = weights.detach() if weights.requires_grad else weights
@@ -226,7 +238,35 @@ class DrGRPOLoss(GRPOLoss):
     """
 
     def token_weights(self, mask: Tensor, max_completion_length: int, global_tokens: float, world_size: int) -> Tensor:
-        return mask.float() / (mask.shape[0] * max_completion_length)
+        return mask.float() / (trained_sequences(mask) * max_completion_length)
+
+
+class GSPOLoss(GRPOLoss):
+    """GSPO (Qwen's Group Sequence Policy Optimization): one importance ratio per completion, the geometric mean of
+    its token ratios, s = exp(mean_t (log π − log π_old)), clipped at the sequence level to [1 − ε, 1 + ε_high];
+    each completion's clipped term counts once (length-normalised: GRPO's mean over sequences of the token mean).
+
+    Its clip ranges are about a thousand times narrower than the token-level ones (the paper's 3e-4 / 4e-4): a
+    sequence ratio moves far less than single tokens do. With μ = 1 the ratio is 1 and the gradient equals GRPO's.
+    """
+
+    def __init__(self, epsilon: float = 3e-4, epsilon_high: float | None = 4e-4, beta: float = 0.0):
+        """
+        Args:
+            epsilon: lower clip range of the sequence ratio (GSPO: 3e-4).
+            epsilon_high: upper clip range of the sequence ratio (GSPO: 4e-4); None = epsilon.
+            beta: weight of the k3 KL penalty to the frozen reference model; 0 means no reference is kept.
+        """
+        super().__init__(epsilon=epsilon, epsilon_high=epsilon_high, beta=beta)
+
+    def __call__(self, logps, old_logps, ref_logps, advantages, weights, is_weights=None):
+        mask = (weights > 0).float()  # [n, C]: the tokens that count
+        length = mask.sum(dim=1).clamp(min=1.0)  # [n]
+        seq_logps = (logps * mask).sum(dim=1) / length  # [n]: (1/|y|) Σ_t log π, so exp(seq − seq_old) = s
+        seq_old = (old_logps * mask).sum(dim=1) / length
+        per_seq, low, high = clipped_surrogate(seq_logps.unsqueeze(1), seq_old.unsqueeze(1), advantages, self.epsilon, self.epsilon_high)
+        expand = lambda t: t.expand_as(logps)  # noqa: E731  every token of a completion carries its sequence's term
+        return self._aggregate(expand(per_seq), expand(low), expand(high), logps, ref_logps, weights, is_weights)
 
 
 class ImportanceSampling:
@@ -257,15 +297,21 @@ class ImportanceSampling:
 
 
 def sampling_mismatch(trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> dict[str, float]:
-    """How far the sampler's log-probs are from the trainer's on the sampled tokens. Shapes [N, C]."""
+    """How far the sampler's log-probs are from the trainer's on the sampled tokens. Shapes [N, C].
+
+    ``mismatch_kl`` estimates KL(sampler ‖ trainer) per token from the sampled tokens with k3 (r − 1 − log r,
+    r = π_trainer / π_sampler: unbiased, ≥ 0 per token); ``mismatch_kl_k1`` is the plain mean of log π_sampler −
+    log π_trainer (verl logs both as its rollout-correction ``kl``)."""
     mask = mask.bool()
     diff = (trainer_logps.detach() - sampler_logps)[mask]
     if diff.numel() == 0:
-        return {"logp_diff_mean": 0.0, "logp_diff_max": 0.0, "is_ratio_mean": 1.0}
+        return {"logp_diff_mean": 0.0, "logp_diff_max": 0.0, "is_ratio_mean": 1.0, "mismatch_kl": 0.0, "mismatch_kl_k1": 0.0}
     return {
         "logp_diff_mean": float(diff.abs().mean()),
         "logp_diff_max": float(diff.abs().max()),
         "is_ratio_mean": float(torch.exp(diff).mean()),
+        "mismatch_kl": float((torch.exp(diff) - 1.0 - diff).mean()),
+        "mismatch_kl_k1": float((-diff).mean()),
     }
 
 
@@ -281,6 +327,19 @@ def completion_length_stats(lengths: Tensor, truncated: Tensor) -> dict[str, Ten
         "max_length": lengths.max(),
         "mean_terminated_length": terminated.mean() if terminated.numel() else lengths.new_zeros(()),
     }
+
+
+def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:
+    """[N] bool: the completions that get loss. truncated: [N] bool (no EOS within max_tokens); trained_groups: [B]
+    bool or None (all), the groups dynamic sampling trains on. With ``mask_truncated`` (TRL's
+    ``mask_truncated_completions``, DAPO's overlong filtering) truncated completions get none: a cut-off answer is
+    neither rewarded nor punished for being cut. Their group's advantages are still computed with them."""
+    rows = torch.ones_like(truncated, dtype=torch.bool)
+    if trained_groups is not None:
+        rows = trained_groups.to(truncated.device).repeat_interleave(num_generations)
+    if mask_truncated:
+        rows = rows & ~truncated.bool()
+    return rows
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

@@ -21,28 +21,37 @@ import torch
 from torch import Tensor
 
 from r1lit.checks import check_batch_layout, check_reward_weights
+from r1lit.difficulty import DifficultyFilter
+from r1lit.dynamic_sampling import DynamicSampling, Scored, zero_spread
+from r1lit.entropy import entropy_with_grad, high_entropy_mask
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
-    completion_length_stats,
     cosine_with_warmup,
     group_advantages,
     sampling_mismatch,
     selective_log_softmax,
     token_entropy,
+    trained_rows,
 )
 from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
 from r1lit.rewards.accuracy import AccuracyReward
+from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.ranks import gather_objects, gather_uneven, max_over_ranks
+from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics, step_groups
+from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
+
+DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
 
 class GRPOModule(L.LightningModule):
@@ -70,6 +79,12 @@ class GRPOModule(L.LightningModule):
         logprob_chunk_rows: int = 4,
         reward_weights: list[float] | None = None,
         max_consecutive_nonfinite: int = 3,
+        mask_truncated_completions: bool = False,
+        dynamic_sampling: DynamicSampling | None = None,
+        entropy_coef: float = 0.0,
+        top_entropy_quantile: float = 1.0,
+        val_pass_at_k: PassAtK | None = None,
+        difficulty_filter: DifficultyFilter | None = None,
         disable_dropout: bool = True,
     ):
         """
@@ -101,6 +116,18 @@ class GRPOModule(L.LightningModule):
                 own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
+            mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
+                name; DAPO's overlong filtering). They still count in their group's advantages.
+            dynamic_sampling: DAPO's dynamic sampling: drop groups whose rewards are all equal and generate more
+                problems until the batch is full of informative groups (``DynamicSampling``); None = off.
+            entropy_coef: entropy bonus: subtracts entropy_coef × the token-weighted mean entropy of the trained
+                tokens from the loss (0 = off).
+            top_entropy_quantile: train the policy-gradient term only on this top fraction of the rollout's tokens
+                by entropy (TRL's name; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``.
+            val_pass_at_k: validation by answer equivalence alone: ``val/pass@k`` and ``val/maj@k`` from n samples
+                per held-out problem (``PassAtK``), graded by the first ``AccuracyReward``; None = pass@1 only.
+            difficulty_filter: skip, before generating, problems whose last group (recently) had zero reward
+                spread (``DifficultyFilter``); needs ``dynamic_sampling``, which draws their replacements.
             disable_dropout: turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on,
                 log-probs of the same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1.
         """
@@ -114,13 +141,26 @@ class GRPOModule(L.LightningModule):
             reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
-        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling"])
+        if not 0.0 < top_entropy_quantile <= 1.0 or entropy_coef < 0:
+            raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
+                              f"{top_entropy_quantile} and {entropy_coef}")
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling",
+                                         "val_pass_at_k", "difficulty_filter"])
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
         self.num_generations, self.scale_rewards = num_generations, scale_rewards
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
         self.importance_sampling = importance_sampling
+        self.mask_truncated_completions, self.dynamic_sampling = mask_truncated_completions, dynamic_sampling
+        self.entropy_coef, self.top_entropy_quantile = entropy_coef, top_entropy_quantile
+        if val_pass_at_k is not None and not any(isinstance(r, AccuracyReward) for r in rewards):
+            raise ConfigError("model.val_pass_at_k grades by answer equivalence: add an AccuracyReward to model.rewards")
+        self.val_pass_at_k = val_pass_at_k
+        if difficulty_filter is not None and dynamic_sampling is None:
+            raise ConfigError("model.difficulty_filter skips problems that dynamic sampling replaces: set "
+                              "model.dynamic_sampling too (e.g. {class_path: DynamicSampling})")
+        self.difficulty_filter = difficulty_filter
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -162,11 +202,15 @@ class GRPOModule(L.LightningModule):
         # running totals and skipped-update counts survive a resume
         checkpoint["r1lit_counters"] = {"samples_seen": self.samples_seen, "num_tokens": self.num_tokens}
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
+        if self.difficulty_filter is not None:
+            checkpoint["difficulty_filter"] = self.difficulty_filter.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("r1lit_counters", {})
         self.samples_seen, self.num_tokens = counters.get("samples_seen", 0), counters.get("num_tokens", 0)
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
+        if self.difficulty_filter is not None:
+            self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -187,76 +231,97 @@ class GRPOModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
         start = time.perf_counter()
-        G = self.num_generations
+        G, timers = self.num_generations, {"generate": 0.0, "score": 0.0, "skipped": 0}
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
-        with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed).to(self.device)
-        generated = time.perf_counter()
-
-        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
-        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
-        per_reward, reward_errors = score_completions(self.rewards, prompts, rollout.texts, answers)  # [R, N], [R]
-        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
-        rewards = (per_reward * weights).sum(dim=0)  # [N]
+        scored = self._generate_and_score(batch, seed, timers)
+        pool, trained_groups, filled = scored, None, None
+        if self.dynamic_sampling is not None:
+            filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), max_over_ranks)
+            scored, pool, trained_groups = filled.selected, filled.pool, filled.trained
+        rollout, rewards = scored.rollout.to(self.device), scored.rewards
         advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
-        scored = time.perf_counter()
+        trained = trained_rows(rollout.truncated, G, trained_groups, self.mask_truncated_completions)  # [N] bool
+        scored_at = time.perf_counter()
 
-        stats = self._optimise(rollout, advantages)
+        stats = self._optimise(rollout, advantages, rollout.completion_mask * trained.unsqueeze(1).to(self.device))
         done = time.perf_counter()
 
-        counts = torch.stack([rollout.prompt_mask.sum() + rollout.completion_mask.sum(),
-                              torch.tensor(len(rollout.texts), device=self.device)]).float()  # [tokens, completions]
-        lengths, truncated = rollout.completion_lengths, rollout.truncated  # [N], [N]
+        generated = pool.rollout  # every completion generated this step (dynamic sampling's dropped groups too)
+        counts = torch.stack([generated.prompt_mask.sum() + generated.completion_mask.sum(),
+                              torch.tensor(len(generated.texts))]).float().to(self.device)  # [tokens, completions]
+        lengths, truncated = generated.completion_lengths.to(self.device), generated.truncated.to(self.device)  # [N'], [N']
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
-            lengths, truncated = self.all_gather(lengths).flatten(), self.all_gather(truncated.long()).flatten()
+            lengths, truncated = gather_uneven(lengths), gather_uneven(truncated.long())
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
 
-        grouped = rewards.view(-1, G)  # [B, G]
-        metrics = {
-            "reward": rewards.mean(),
-            "reward_std": grouped.std(dim=1).mean(),
-            "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
-            "completions/mean_length": rollout.completion_lengths.float().mean(),
-            "completions/clipped_ratio": rollout.truncated.float().mean(),
-            **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
+        if self.difficulty_filter is not None:
+            self._remember_difficulty(pool)
+        metrics = as_tensors({
+            **rollout_metrics(pool, self.rewards, lengths, truncated),
+            **({"difficulty_filter/skipped": timers["skipped"]} if self.difficulty_filter is not None else {}),
+            **dynamic_sampling_metrics(filled),
             "num_tokens": self.num_tokens,
-            "entropy": stats["entropy"],
-            "clip_ratio/low_mean": stats["clip_low"],
-            "clip_ratio/high_mean": stats["clip_high"],
-            "clip_ratio/region_mean": stats["clip_low"] + stats["clip_high"],
-            "loss": stats["loss"],
-            "grad_norm": stats["grad_norm"],
-            "lr": stats["lr"],
+            **optimise_metrics(stats, self.loss.beta),
             "train/skipped_steps": self.nonfinite.skipped,
             "step_time": done - start,
-            "time/generate": generated - start,
-            "time/score": scored - generated,
-            "time/optimise": done - scored,
-        }
-        if self.loss.beta > 0:
-            metrics["kl"] = stats["kl"]
-        for key in ("logp_diff_mean", "logp_diff_max", "is_ratio_mean"):
-            if key in stats:  # the engine returned its own log-probs
-                metrics["sampling/" + key.replace("_mean", "/mean").replace("_max", "/max")] = stats[key]
-        for reward, row, errors in zip(self.rewards, per_reward, reward_errors):
-            metrics[f"rewards/{reward.name}/mean"] = row.mean()
-            metrics[f"rewards/{reward.name}/std"] = row.std() if row.numel() > 1 else row.new_zeros(())
-            if reward.on_error == "zero":
-                metrics[f"rewards/{reward.name}/errors"] = errors
-        metrics = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
+            "time/generate": timers["generate"],
+            "time/score": timers["score"],
+            "time/optimise": done - scored_at,
+        }, self.device)
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
-        return {"groups": self._groups(batch, rollout, per_reward, rewards, advantages)}
+        return {"groups": step_groups(scored, [r.name for r in self.rewards], advantages)}
 
-    def _optimise(self, rollout: Rollout, advantages: Tensor) -> dict[str, float]:
-        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update."""
+    def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
+        """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the
+        seconds spent, and the problems skipped, to ``timers``."""
+        G, start = self.num_generations, time.perf_counter()
+        if self.difficulty_filter is not None:
+            skip = self.difficulty_filter.skips(batch["problem"], self.global_step)
+            batch = {key: [v for v, s in zip(values, skip) if not s] for key, values in batch.items()}
+            timers["skipped"] += sum(skip)
+        with engine_failure(self.engine, "generating"):
+            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
+        generated = time.perf_counter()
+        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
+        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
+        per_reward, errors = score_completions(  # [R, N], [R]
+            self.rewards, prompts, rollout.texts, answers, rollout.completion_lengths.tolist(), self.sampling.max_tokens
+        )
+        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
+        timers["generate"] += generated - start
+        timers["score"] += time.perf_counter() - generated
+        return Scored(batch, rollout.to("cpu"), per_reward, (per_reward * weights).sum(dim=0), errors)
+
+    def _more_problems(self, timers: dict[str, float]):
+        """Dynamic sampling's source of extra rounds: problems from the datamodule's extra stream, sampled with a
+        seed of their own per (step, rank, round)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "draw_extra"):
+            raise ConfigError("model.dynamic_sampling draws extra problems from the datamodule: use MathDataModule")
+
+        def more(round_: int, count: int) -> Scored:
+            seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, DYNAMIC_SAMPLING_KEY, round_)
+            return self._generate_and_score(datamodule.draw_extra(count), seed, timers)
+
+        return more
+
+    def _remember_difficulty(self, pool: Scored) -> None:
+        """Tell the difficulty filter which problems came out flat; every rank learns every rank's results."""
+        seen = (pool.batch["problem"], zero_spread(pool.rewards, self.num_generations).tolist())
+        everyone = gather_objects(seen)
+        for problems, flat in everyone:
+            self.difficulty_filter.update(problems, flat, self.global_step)
+
+    def _optimise(self, rollout: Rollout, advantages: Tensor, mask: Tensor) -> dict[str, float]:
+        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
+        [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training)."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
         attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # [N, P + C]
-        mask = rollout.completion_mask  # [N, C]
         global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
         slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
@@ -265,13 +330,19 @@ class GRPOModule(L.LightningModule):
         sampler = rollout.sampler_logprobs  # [N, C] or None
         seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
-        entropy_sum = entropy_tokens = 0.0
+        entropy_sum = entropy_tokens = masked_tokens = 0.0
         temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         with torch.no_grad():
-            if self.num_iterations > 1:
-                old_logps = self._logps_batched(self.policy, input_ids, attention, mask, slices)
+            if self.num_iterations > 1 or self.top_entropy_quantile < 1.0:
+                old_logps, old_entropy = self._logps_batched(self.policy, input_ids, attention, mask, slices, entropy=True)
+                if self.num_iterations == 1:
+                    old_logps = None  # only the entropies were wanted; μ = 1 uses the live log-probs detached
             if self.ref_model is not None:
-                ref_logps = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
+                ref_logps, _ = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
+        pg_mask = mask.float()  # [N, C]: tokens whose policy-gradient term counts
+        if self.top_entropy_quantile < 1.0:
+            pg_mask = high_entropy_mask(old_entropy, mask, self.top_entropy_quantile)
+        trained_entropy = trained_tokens = 0.0
 
         for iteration in range(self.num_iterations):
             total_loss, total = 0.0, LossStats()
@@ -282,10 +353,14 @@ class GRPOModule(L.LightningModule):
                     width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
                     logits, targets = self._logits(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)
                     logps = selective_log_softmax(logits, targets, temperature, chunk)  # [n, width]
+                    entropy = entropy_with_grad(logits, temperature) if self.entropy_coef > 0 else None  # [n, width]
                     if iteration == 0:  # the entropy of the policy that sampled the rollout, from the same logits
-                        m = mask[mb, :width]  # [n, width]
-                        entropy_sum += float((token_entropy(logits, temperature, chunk) * m).sum())
+                        m, pg = mask[mb, :width], pg_mask[mb, :width]  # [n, width]
+                        h = entropy.detach() if entropy is not None else token_entropy(logits, temperature, chunk)
+                        entropy_sum += float((h * m).sum())
                         entropy_tokens += float(m.sum())
+                        trained_entropy += float((h * pg).sum())
+                        trained_tokens += float(pg.sum())
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
                     ref = ref_logps[mb, :width] if ref_logps is not None else None
                     is_weights = None
@@ -296,7 +371,14 @@ class GRPOModule(L.LightningModule):
                             seen_sampler.append(sampled[m.bool()])
                         if self.importance_sampling is not None:
                             is_weights = self.importance_sampling.weights(old, sampled, m)
+                            if iteration == 0:
+                                masked_tokens += float(((is_weights == 0) & m.bool()).sum())
+                    if self.top_entropy_quantile < 1.0:
+                        pg = pg_mask[mb, :width]
+                        is_weights = pg if is_weights is None else is_weights * pg
                     loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
+                    if entropy is not None:  # the bonus, weighted like the loss's own tokens
+                        loss = loss - self.entropy_coef * (entropy * token_weights[mb, :width]).sum()
                     self.manual_backward(loss)
                 total_loss += float(loss.detach())
                 total = total + stats
@@ -314,10 +396,13 @@ class GRPOModule(L.LightningModule):
             "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
             "entropy": entropy_sum / max(entropy_tokens, 1.0),
+            "entropy_trained": trained_entropy / max(trained_tokens, 1.0),
         }
         if seen_trainer:
             trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
             out.update(sampling_mismatch(trainer_lp, sampler_lp, torch.ones_like(trainer_lp)))
+            if self.importance_sampling is not None:
+                out["is_masked_ratio"] = masked_tokens / max(trainer_lp.numel(), 1)
         return out
 
     def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
@@ -345,13 +430,21 @@ class GRPOModule(L.LightningModule):
         width = rollout.completion_ids.shape[1]
         return self._logps(self.policy, input_ids, attention, width, width)
 
-    def _logps_batched(self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice]) -> Tensor:
-        """Log-probs of every completion token, micro-batch by micro-batch. Returns [N, C] (0 beyond each width)."""
+    def _logps_batched(
+        self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice], entropy: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Log-probs of every completion token, micro-batch by micro-batch, and with ``entropy`` the entropies at
+        the same positions. Returns ([N, C], [N, C] or None), 0 beyond each width."""
         out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        ent = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device) if entropy else None
+        temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
         for mb in slices:
             width = int(mask[mb].sum(dim=1).max())
-            out[mb, :width] = self._logps(model, input_ids[mb], attention[mb], mask.shape[1], width)
-        return out
+            logits, targets = self._logits(model, input_ids[mb], attention[mb], mask.shape[1], width)
+            out[mb, :width] = selective_log_softmax(logits, targets, temperature, chunk)
+            if entropy:
+                ent[mb, :width] = token_entropy(logits, temperature, chunk)
+        return out, ent
 
     def _no_sync(self, last: bool):
         """Skip DDP's gradient all-reduce on all but the last micro-batch of an update."""
@@ -370,11 +463,17 @@ class GRPOModule(L.LightningModule):
     # ---- validation -----------------------------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
-        """One sampled completion per held-out problem, scored by the training rewards."""
+        """One sampled completion per held-out problem, scored by the training rewards; with ``val_pass_at_k``, n
+        per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k."""
+        n = self.val_pass_at_k.n if self.val_pass_at_k is not None else 1
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
         with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=1, sampling=self.sampling, seed=seed)
-        per_reward, _ = score_completions(self.rewards, batch["prompt"], rollout.texts, batch["answer"])  # [R, B]
+            rollout = self.engine.generate(batch["prompt_ids"], n=n, sampling=self.sampling, seed=seed)
+        first = list(range(0, len(rollout.texts), n))  # each problem's first sample
+        per_reward, _ = score_completions(  # [R, B]
+            self.rewards, batch["prompt"], [rollout.texts[i] for i in first], batch["answer"],
+            rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
+        )
         weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
         self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)
@@ -383,23 +482,10 @@ class GRPOModule(L.LightningModule):
             self.log("val/accuracy", accuracy[0].mean().to(self.device), batch_size=size, sync_dist=True)
         for reward, row in zip(self.rewards, per_reward):
             self.log(f"val/rewards/{reward.name}/mean", row.mean().to(self.device), batch_size=size, sync_dist=True)
-
-    # ---- what callbacks see ---------------------------------------------------------------------------------
-
-    def _groups(self, batch, rollout: Rollout, per_reward: Tensor, rewards: Tensor, advantages: Tensor) -> list[dict]:
-        """One record per problem: question, gold answer, and each completion with its scores."""
-        G, names = self.num_generations, [r.name for r in self.rewards]
-        groups = []
-        for b, (problem, answer) in enumerate(zip(batch["problem"], batch["answer"])):
-            completions = []
-            for i in range(b * G, (b + 1) * G):
-                completions.append({
-                    "text": rollout.texts[i],
-                    "reward": float(rewards[i]),
-                    "scores": {n: float(per_reward[r, i]) for r, n in enumerate(names)},
-                    "advantage": float(advantages[i]),
-                    "length": int(rollout.completion_mask[i].sum()),
-                    "truncated": bool(rollout.truncated[i]),
-                })
-            groups.append({"problem": problem, "answer": answer, "prompt": batch["prompt"][b], "completions": completions})
-        return groups
+        if self.val_pass_at_k is not None:
+            grader = next(r for r in self.rewards if isinstance(r, AccuracyReward))  # equivalence only, no format
+            golds = [a for a in batch["answer"] for _ in range(n)]
+            correct = grader([p for p in batch["prompt"] for _ in range(n)], rollout.texts, golds)
+            extracted = [extract_answer(text) for text in rollout.texts]
+            for name, value in self.val_pass_at_k.metrics(extracted, correct).items():
+                self.log(f"val/{name}", torch.tensor(value, device=self.device), batch_size=size, sync_dist=True)

@@ -30,3 +30,11 @@ class FlakyReward(Reward):
             if self.trigger in c:
                 raise ValueError(f"cannot parse {c[:20]!r}")
         return [1.0 / (1.0 + len(c)) for c in completions]
+
+
+class HalfFlatReward(Reward):
+    """Scores every completion 0 on problems whose gold answer is even (a zero-spread group, no signal), and by
+    length like LengthReward on the others: dynamic sampling then has groups to drop and extra rounds to run."""
+
+    def __call__(self, prompts, completions, answers):
+        return [0.0 if int(a) % 2 == 0 else 1.0 / (1.0 + len(c)) for c, a in zip(completions, answers)]

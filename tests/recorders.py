@@ -61,3 +61,24 @@ class StopAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step >= self.step:
             trainer.should_stop = True
+
+
+class GroupRecorder(L.Callback):
+    """After each training step, appends the groups the step trained on to ``<path>.rank<r>``: problem, whether
+    its advantages are all zero, the completions' texts, and how many extra problems the rank has drawn."""
+
+    def __init__(self, path: str):
+        """
+        Args:
+            path: file prefix; each rank appends to its own file.
+        """
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        groups = [{"problem": g["problem"], "flat": all(c["advantage"] == 0.0 for c in g["completions"]),
+                   "texts": [c["text"] for c in g["completions"]]} for g in outputs["groups"]]
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
+            extra = trainer.datamodule.state_dict().get("extra_drawn") if trainer.datamodule is not None else None
+            f.write(json.dumps({"step": trainer.global_step, "groups": groups, "extra_drawn": extra}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

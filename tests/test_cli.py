@@ -74,6 +74,11 @@ def test_help_explains_arguments_from_docstrings(capsys):
     text = capsys.readouterr().out
     assert "G, completions sampled per problem" in text
     assert "prompts per training step per rank" in text
+    for option in ("dynamic_sampling", "mask_truncated_completions", "entropy_coef", "top_entropy_quantile",
+                   "val_pass_at_k", "difficulty_filter", "val_source"):
+        assert option in text, option
+    flat = " ".join(text.split())  # argparse wraps the help lines
+    assert "drop groups whose rewards are all equal" in flat and "TRL's name; 0.2 = the 20 % highest-entropy" in flat
 
 
 def _expect_parse_error(capsys, tmp_path, config) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
-from r1lit.losses import BNPOLoss, DAPOLoss, DrGRPOLoss, GRPOLoss
+from r1lit.losses import BNPOLoss, DAPOLoss, DrGRPOLoss, GRPOLoss, GSPOLoss
 from r1lit.module import GRPOModule
 from r1lit.rollout import HFEngine, SamplingConfig
 from r1lit.rollout.types import completion_mask_from_eos, left_pad
@@ -42,7 +42,7 @@ def fit_one_batch(model_dir, micro_batch_size=8, loss=None, num_iterations=1, st
     return capture, trainer
 
 
-@pytest.mark.parametrize("loss", [GRPOLoss(), BNPOLoss(), DrGRPOLoss(), DAPOLoss()], ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("loss", [GRPOLoss(), BNPOLoss(), DrGRPOLoss(), DAPOLoss(), GSPOLoss()], ids=lambda l: type(l).__name__)
 def test_micro_batch_accumulation_equals_one_big_batch(tiny_model_dir, loss):
     """Guards the loss normalisation across micro-batches: 4 micro-batches of 2 give one batch of 8's gradient."""
     big, _ = fit_one_batch(tiny_model_dir, micro_batch_size=8, loss=loss)

@@ -8,6 +8,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from r1lit.data.extra import ExtraProblems
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
 from r1lit.data.sampler import ResumableLoader, ResumableSampler
 from r1lit.data.sources import ProblemSource
@@ -38,6 +39,7 @@ class MathDataModule(L.LightningDataModule):
         seed: int = 42,
         check_gold: bool = True,
         num_workers: int = 0,
+        val_source: ProblemSource | None = None,
     ):
         """
         Args:
@@ -52,12 +54,19 @@ class MathDataModule(L.LightningDataModule):
                 depends only on seed and e, which is what lets a resumed run continue mid-epoch).
             check_gold: check every gold answer at load time and drop prose golds and golds that do not parse.
             num_workers: DataLoader worker processes.
+            val_source: held-out problems from another source than the training set (e.g. a local MATH-500
+                file: ``DatasetSource`` with ``path: math500.jsonl, preset: math``), prepared like the training
+                problems; None = hold ``val_size`` problems out of ``source``. Give one or the other.
         """
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if max_prompt_length < 1 or val_size < 0:
             raise ConfigError("data.max_prompt_length must be >= 1 and data.val_size >= 0")
+        if val_source is not None and val_size:
+            raise ConfigError(f"data.val_source and data.val_size={val_size} both ask for validation problems: set "
+                              "val_size: 0 to validate on val_source, or drop val_source to hold problems out")
+        self.val_source = val_source
         self.source, self.tokenizer_name = source, tokenizer
         self.prompt = prompt if prompt is not None else ChatPrompt()
         self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
@@ -66,14 +75,30 @@ class MathDataModule(L.LightningDataModule):
         self.val_set: list[dict] = []
         self.stats: dict[str, int] = {}
         self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
+        self._extra: ExtraProblems | None = None  # this rank's stream of problems drawn beyond the batches
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         tokenizer = load_tokenizer(self.tokenizer_name)
-        records = self.source.load()
+        examples, self.stats = self._prepare(self.source, tokenizer)
+        random.Random(self.seed).shuffle(examples)
+        if self.val_size >= len(examples):
+            raise DataError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
+        self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
+        if self.val_source is not None:
+            self.val_set, _ = self._prepare(self.val_source, tokenizer)
+        if len(self.train_set) < self.batch_size:
+            raise DataError(
+                f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
+            )
+
+    def _prepare(self, source: ProblemSource, tokenizer) -> tuple[list[dict], dict[str, int]]:
+        """A source's problems with an answer, a parsable gold and a prompt within ``max_prompt_length``, rendered
+        and tokenised; and the counts of what was dropped."""
+        records = source.load()
         if not records:
-            raise DataError(f"{self.source.describe()} holds no problems; point data.source at a non-empty dataset")
+            raise DataError(f"{source.describe()} holds no problems; point data.source at a non-empty dataset")
         stats = {"loaded": len(records), "no_answer": 0, "prose_gold": 0, "unparsable_gold": 0, "too_long": 0}
         kept = []
         for record in records:
@@ -103,27 +128,19 @@ class MathDataModule(L.LightningDataModule):
                 continue
             examples.append({"problem": record["problem"], "answer": record["answer"], "prompt": text, "prompt_ids": ids})
         stats["kept"] = len(examples)
-        self.stats = stats
         rank_zero_info(
-            f"[r1lit] {self.source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
+            f"[r1lit] {source.describe()}: {stats['loaded']} loaded, {stats['no_answer']} without an answer, "
             f"{stats['prose_gold']} with prose gold (not a mathematical answer), {stats['unparsable_gold']} with "
             f"unparsable gold, {stats['too_long']} over {self.max_prompt_length} prompt tokens, {stats['kept']} kept"
             + "".join(_examples(reason, golds) for reason, golds in dropped.items())
         )
         if not examples:
             raise DataError(
-                f"no usable problems left from {self.source.describe()} ({stats}); check the field names, "
+                f"no usable problems left from {source.describe()} ({stats}); check the field names, "
                 "raise data.max_prompt_length, or set data.check_gold: false if your answers are not maths (then use a "
                 "reward of your own: AccuracyReward scores prose golds 0)"
             )
-        random.Random(self.seed).shuffle(examples)
-        if self.val_size >= len(examples):
-            raise DataError(f"data.val_size={self.val_size} leaves no training problems out of {len(examples)}")
-        self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
-        if len(self.train_set) < self.batch_size:
-            raise DataError(
-                f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
-            )
+        return examples, stats
 
     def train_dataloader(self) -> DataLoader:
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
@@ -133,8 +150,11 @@ class MathDataModule(L.LightningDataModule):
                 "ranks; lower the batch size or use more problems"
             )
         sampler = ResumableSampler(len(self.train_set), self.batch_size, world, rank, self.seed)
+        if self._extra is None or (self._extra.num_replicas, self._extra.rank) != (world, rank):  # keep the count
+            self._extra = ExtraProblems(len(self.train_set), world, rank, self.seed)  # if the loader is rebuilt
         if self._resume is not None:
             state, self._resume = self._resume, None
+            self._extra.drawn = state.get("extra_drawn", 0)
             batches_done = state["batches_done"]
             if state["world_size"] != world:  # same samples consumed, counted in this run's per-rank batches
                 batches_done = batches_done * state["world_size"] // world
@@ -146,13 +166,22 @@ class MathDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    def draw_extra(self, count: int) -> dict[str, list]:
+        """``count`` more training problems for this rank, beyond its batches (dynamic sampling), as a batch. Every
+        rank draws the same number, so the count saved by rank 0 is every rank's."""
+        if self._extra is None:
+            raise RuntimeError("draw_extra is called during training, after train_dataloader")
+        return collate([self.train_set[i] for i in self._extra.draw(count)])
+
     def state_dict(self) -> dict:
-        """The data position: batches (per rank) the current epoch has trained on; saved in every checkpoint."""
+        """The data position: batches (per rank) the current epoch has trained on, and problems (per rank) drawn
+        beyond them; saved in every checkpoint."""
         if self.trainer is None:
             return {}
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
         return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed,
-                "world_size": self.trainer.world_size, "seed": self.seed}
+                "world_size": self.trainer.world_size, "seed": self.seed,
+                "extra_drawn": self._extra.drawn if self._extra is not None else 0}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

@@ -14,7 +14,12 @@ class Reward(ABC):
 
     ``__call__`` receives the prompts as the model saw them, the decoded completions and the gold answers (all of
     length N) and returns N floats. The module multiplies them by ``weight`` and sums over rewards.
+
+    A reward that sets ``needs_token_lengths = True`` also receives ``completion_lengths`` (tokens generated per
+    completion, EOS included) and ``max_tokens`` (the sampling limit) as keywords (``OverlongPenalty``).
     """
+
+    needs_token_lengths: bool = False
 
     def __init__(self, weight: float = 1.0, name: str | None = None, on_error: Literal["raise", "zero"] = "raise"):
         """

@@ -16,21 +16,41 @@ log = logging.getLogger(__name__)
 
 
 def score_completions(
-    rewards: list[Reward], prompts: list[str], completions: list[str], answers: list[str]
+    rewards: list[Reward], prompts: list[str], completions: list[str], answers: list[str],
+    lengths: list[int] | None = None, max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores of each reward, unweighted: [R, N] float32, and per reward the number of completions it failed on
     and scored 0 (``on_error="zero"``): [R] long. A reward with ``on_error="raise"`` that fails stops the step
-    with its name and the completion it failed on."""
+    with its name and the completion it failed on. ``lengths`` (tokens per completion, [N]) and ``max_tokens``
+    reach the rewards that declare ``needs_token_lengths``."""
     rows, errors = [], []
     for reward in rewards:
-        scores, failed = _score(reward, prompts, completions, answers)
+        scores, failed = _score(_Call(reward, lengths, max_tokens), prompts, completions, answers)
         rows.append(torch.tensor(scores, dtype=torch.float32))
         errors.append(failed)
     return torch.stack(rows), torch.tensor(errors, dtype=torch.long)
 
 
-def _score(reward: Reward, prompts: list[str], completions: list[str], answers: list[str]) -> tuple[list[float], int]:
-    label = f"reward '{reward.name}' ({type(reward).__name__})"
+class _Call:
+    """Calls a reward on the completions at given positions, adding their token lengths for the rewards that
+    ask for them."""
+
+    def __init__(self, reward: Reward, lengths: list[int] | None, max_tokens: int | None):
+        self.reward, self.name, self.on_error = reward, reward.name, reward.on_error
+        self.wants_lengths = getattr(reward, "needs_token_lengths", False)
+        if self.wants_lengths and lengths is None:
+            raise RewardError(f"reward '{reward.name}' needs the completions' token lengths: pass lengths=")
+        self.lengths, self.max_tokens = lengths, max_tokens
+
+    def __call__(self, prompts, completions, answers, positions: list[int] | None = None):
+        if not self.wants_lengths:
+            return self.reward(prompts, completions, answers)
+        lengths = list(self.lengths) if positions is None else [self.lengths[i] for i in positions]
+        return self.reward(prompts, completions, answers, completion_lengths=lengths, max_tokens=self.max_tokens)
+
+
+def _score(reward: _Call, prompts: list[str], completions: list[str], answers: list[str]) -> tuple[list[float], int]:
+    label = f"reward '{reward.name}' ({type(reward.reward).__name__})"
     try:
         scores = list(reward(prompts, completions, answers))
     except Exception as error:
@@ -49,13 +69,13 @@ def _score(reward: Reward, prompts: list[str], completions: list[str], answers: 
     return [0.0 if i in bad else float(score) for i, score in enumerate(scores)], len(bad)
 
 
-def _one_by_one(reward: Reward, label: str, prompts, completions, answers, batch_error: Exception) -> tuple[list[float], int]:
+def _one_by_one(reward: _Call, label: str, prompts, completions, answers, batch_error: Exception) -> tuple[list[float], int]:
     """The batch call raised: score each completion alone, to name the one it fails on (``raise``) or to score
     only the failing ones 0 (``zero``)."""
     scores, failures = [], []
     for i, args in enumerate(zip(prompts, completions, answers)):
         try:
-            (score,) = reward(*([a] for a in args))
+            (score,) = reward(*([a] for a in args), positions=[i])
             if not _finite(score):
                 raise ValueError(f"returned {score!r}")
         except Exception as error:
