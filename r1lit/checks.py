@@ -1,4 +1,5 @@
-"""Checks of settings that only fail in combination, run when the config is parsed, each naming the fix."""
+"""Parse-time checks the ``r1lit`` command runs on a whole config before anything loads, each naming the fix: settings
+that only fail in combination (engine and callbacks, devices, DeepSpeed and the accelerator, lengths)."""
 
 from __future__ import annotations
 
@@ -7,39 +8,7 @@ import os
 
 from r1lit.errors import ConfigError
 
-__all__ = ["ConfigError", "check_batch_layout", "check_combinations", "check_engine_length", "check_engine_setup",
-           "check_reward_weights"]
-
-
-def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: int) -> None:
-    """The rollout (batch_size × num_generations completions) must split into whole micro-batches."""
-    if num_generations < 2:
-        raise ConfigError(f"model.num_generations={num_generations}: GRPO compares completions within a group; use 2 or more")
-    completions = batch_size * num_generations
-    if micro_batch_size < 1 or completions % micro_batch_size:
-        divisors = [d for d in range(1, completions + 1) if completions % d == 0]
-        raise ConfigError(
-            f"model.micro_batch_size={micro_batch_size} does not divide the rollout: data.batch_size × "
-            f"model.num_generations = {batch_size} × {num_generations} = {completions} completions. "
-            f"Pick a micro_batch_size from {divisors}."
-        )
-
-
-def check_reward_weights(reward_weights: list[float] | None, own_weights: list[float]) -> None:
-    """``model.reward_weights`` gives one weight per reward, in order, and replaces the rewards' own weights."""
-    if reward_weights is None:
-        return
-    if len(reward_weights) != len(own_weights):
-        raise ConfigError(
-            f"model.reward_weights has {len(reward_weights)} weight(s) for {len(own_weights)} reward(s) in "
-            f"model.rewards; give one weight per reward, in the same order (or drop reward_weights and set each "
-            "reward's init_args.weight)"
-        )
-    if any(w != 1.0 for w in own_weights):
-        raise ConfigError(
-            f"reward weights are given twice: model.reward_weights={list(reward_weights)} and the rewards' own "
-            f"weights {list(own_weights)}; keep one (set each reward's weight back to 1.0, or drop reward_weights)"
-        )
+__all__ = ["ConfigError", "check_combinations", "check_engine_length", "check_engine_setup"]
 
 
 def check_engine_length(max_model_len: int | None, max_prompt_length: int, max_tokens: int) -> None:
@@ -116,8 +85,7 @@ def check_deepspeed_device(strategy, accelerator, cuda_available: bool) -> None:
 
 def check_combinations(config, cuda_available: bool, cuda_devices: int = 0) -> None:
     """Every check above that a parsed ``r1lit fit`` config can fail, before anything is loaded."""
-    model, trainer = config.model, config.trainer
-    check_reward_weights(model.reward_weights, [getattr(r.init_args, "weight", 1.0) for r in model.rewards])
+    trainer = config.trainer
     check_deepspeed_device(trainer.strategy, trainer.accelerator, cuda_available)
     check_engine_setup(config, cuda_available, cuda_devices)
 

@@ -23,15 +23,16 @@ import r1lit.difficulty  # noqa: F401
 import r1lit.data  # noqa: F401
 import r1lit.dynamic_sampling  # noqa: F401
 import r1lit.losses  # noqa: F401
+import r1lit.optim  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
 import r1lit.validation  # noqa: F401
 from r1lit.callbacks import GracefulStop, StepProgressBar
 from r1lit.checkpoints import AtomicCheckpointIO
-from r1lit.checks import ConfigError, check_batch_layout, check_combinations
+from r1lit.checks import check_combinations
 from r1lit.data import MathDataModule
-from r1lit.errors import R1LitError
-from r1lit.module import GRPOModule
+from r1lit.errors import ConfigError, R1LitError
+from r1lit.module import GRPOModule, check_batch_layout
 from r1lit.resume import pin_logger_for_resume
 
 

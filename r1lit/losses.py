@@ -11,7 +11,6 @@ summing micro-batch losses gives exactly the loss of one big batch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +34,6 @@ __all__ = [
     "sampling_mismatch",
     "completion_length_stats",
     "trained_rows",
-    "cosine_with_warmup",
 ]
 
 
@@ -340,12 +338,3 @@ def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor
     if mask_truncated:
         rows = rows & ~truncated.bool()
     return rows
-
-
-def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
-    """Learning-rate multiplier: linear warmup from 0 to 1 over ``warmup_steps``, then cosine down to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    span = max(total_steps - warmup_steps, 1)
-    progress = min((step - warmup_steps) / span, 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

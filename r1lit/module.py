@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import time
 from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from r1lit.checks import check_batch_layout, check_reward_weights
 from r1lit.difficulty import DifficultyFilter
 from r1lit.dynamic_sampling import DynamicSampling, Scored, zero_spread
 from r1lit.entropy import entropy_with_grad, high_entropy_mask
@@ -29,7 +30,6 @@ from r1lit.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
-    cosine_with_warmup,
     group_advantages,
     sampling_mismatch,
     selective_log_softmax,
@@ -38,6 +38,7 @@ from r1lit.losses import (
 )
 from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
+from r1lit.optim import CosineWithWarmup, default_optimizer
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
@@ -52,6 +53,20 @@ from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
 DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
+
+
+def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: int) -> None:
+    """The rollout (batch_size × num_generations completions) must split into whole micro-batches."""
+    if num_generations < 2:
+        raise ConfigError(f"model.num_generations={num_generations}: GRPO compares completions within a group; use 2 or more")
+    completions = batch_size * num_generations
+    if micro_batch_size < 1 or completions % micro_batch_size:
+        divisors = [d for d in range(1, completions + 1) if completions % d == 0]
+        raise ConfigError(
+            f"model.micro_batch_size={micro_batch_size} does not divide the rollout: data.batch_size × "
+            f"model.num_generations = {batch_size} × {num_generations} = {completions} completions. "
+            f"Pick a micro_batch_size from {divisors}."
+        )
 
 
 class GRPOModule(L.LightningModule):
@@ -69,15 +84,11 @@ class GRPOModule(L.LightningModule):
         num_iterations: int = 1,
         importance_sampling: ImportanceSampling | None = None,
         micro_batch_size: int = 8,
-        learning_rate: float = 3e-6,
-        weight_decay: float = 0.0,
-        adam_betas: tuple[float, float] = (0.9, 0.99),
-        warmup_ratio: float = 0.0,
-        min_lr_ratio: float = 0.0,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         max_grad_norm: float | None = 1.0,
         gradient_checkpointing: bool = False,
         logprob_chunk_rows: int = 4,
-        reward_weights: list[float] | None = None,
         max_consecutive_nonfinite: int = 3,
         mask_truncated_completions: bool = False,
         dynamic_sampling: DynamicSampling | None = None,
@@ -104,16 +115,14 @@ class GRPOModule(L.LightningModule):
             importance_sampling: truncated importance-sampling correction for engines that return their own
                 log-probs (vLLM); None = no correction. Mismatch metrics are logged either way.
             micro_batch_size: completions per forward/backward; must divide data.batch_size × num_generations.
-            learning_rate: peak learning rate of AdamW.
-            weight_decay: AdamW weight decay.
-            adam_betas: AdamW betas.
-            warmup_ratio: fraction of the optimizer steps spent in linear warmup before the cosine decay.
-            min_lr_ratio: the cosine decays to this fraction of the peak learning rate.
+            optimizer: the optimizer over the policy's parameters (e.g. ``{class_path: torch.optim.AdamW, init_args:
+                {lr: 2.0e-5}}``); None = the seed recipe's AdamW (lr 3e-6, betas (0.9, 0.99), no weight decay).
+            scheduler: the learning-rate schedule, stepped once per optimizer step; a scheduler with a
+                ``total_steps`` argument (``CosineWithWarmup``) is given the run's optimizer steps. None =
+                ``CosineWithWarmup`` without warmup (the seed's cosine to 0).
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
             gradient_checkpointing: recompute activations in backward to save memory.
             logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
-            reward_weights: weights of ``rewards`` in order (TRL's ``reward_weights``), replacing each reward's
-                own ``weight``; None = each reward's ``weight``. Give weights in one place or the other.
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
             mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
@@ -136,16 +145,14 @@ class GRPOModule(L.LightningModule):
         if not rewards:
             raise ConfigError("model.rewards is empty: add at least one reward, e.g. {class_path: AccuracyReward}")
         check_batch_layout(1, num_generations, 1)
-        check_reward_weights(reward_weights, [r.weight for r in rewards])
-        for reward, weight in zip(rewards, reward_weights or []):
-            reward.weight = float(weight)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
         if not 0.0 < top_entropy_quantile <= 1.0 or entropy_coef < 0:
             raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
                               f"{top_entropy_quantile} and {entropy_coef}")
         self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling",
-                                         "val_pass_at_k", "difficulty_filter"])
+                                         "val_pass_at_k", "difficulty_filter", "optimizer", "scheduler"])
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.rewards, self.sampling = list(rewards), sampling
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
@@ -213,18 +220,13 @@ class GRPOModule(L.LightningModule):
             self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(
-            self.policy.parameters(), lr=self.hparams.learning_rate, betas=tuple(self.hparams.adam_betas),
-            weight_decay=self.hparams.weight_decay,
-        )
+        optimizer = (self.make_optimizer or default_optimizer)(self.policy.parameters())
         total = self.trainer.max_steps
         if total is None or total < 0:
             total = int(self.trainer.estimated_stepping_batches) * self.num_iterations
-        warmup = int(self.hparams.warmup_ratio * total)
-        min_ratio = self.hparams.min_lr_ratio
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: cosine_with_warmup(step, warmup, total, min_ratio)
-        )
+        make_schedule = self.make_scheduler or CosineWithWarmup
+        takes_total = "total_steps" in inspect.signature(make_schedule).parameters
+        schedule = make_schedule(optimizer, total_steps=total) if takes_total else make_schedule(optimizer)
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
 
     # ---- the GRPO step --------------------------------------------------------------------------------------

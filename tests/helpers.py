@@ -57,6 +57,13 @@ def build_tiny_model(folder: Path, seed: int = 0, hidden_size: int = 32, num_hea
     return folder
 
 
+def adamw(lr: float):
+    """An optimizer callable for GRPOModule(optimizer=...): AdamW with the recipe's betas, no weight decay."""
+    import torch
+
+    return lambda params: torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+
+
 KV_BYTES = 64 << 20  # bound the CPU KV cache of test vLLM engines (vLLM would take ~15 GB)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +108,7 @@ def tiny_config(tmp_path: Path, model_dir: Path, **overrides) -> dict:
             "sampling": {"max_tokens": 16},
             "num_generations": 4,
             "micro_batch_size": 4,
-            "learning_rate": 1e-3,
+            "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.0}},
         },
         "data": {"source": {"class_path": "ArithmeticSource", "init_args": {"num_problems": 32}}, "batch_size": 2},
     }

@@ -9,6 +9,7 @@ from r1lit.losses import GRPOLoss
 from r1lit.module import GRPOModule
 from r1lit.rewards import Reward
 from r1lit.rollout import SamplingConfig
+from helpers import adamw
 
 
 class ConstantReward(Reward):
@@ -31,7 +32,7 @@ def test_constant_reward_moves_no_weight(tiny_model_dir):
     L.seed_everything(0)
     module = GRPOModule(
         str(tiny_model_dir), rewards=[ConstantReward(0.7)], loss=GRPOLoss(), sampling=SamplingConfig(max_tokens=8),
-        num_generations=8, micro_batch_size=8, learning_rate=1e-3, max_grad_norm=None,
+        num_generations=8, micro_batch_size=8, optimizer=adamw(1e-3), max_grad_norm=None,
     )
     before = {n: p.detach().clone() for n, p in module.policy.named_parameters()}
     data = MathDataModule(ArithmeticSource(num_problems=8), tokenizer=str(tiny_model_dir), batch_size=1, check_gold=False)

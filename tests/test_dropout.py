@@ -11,6 +11,7 @@ from r1lit.losses import GRPOLoss
 from r1lit.models import disable_dropout_in_model
 from r1lit.module import GRPOModule
 from r1lit.rollout import SamplingConfig
+from helpers import adamw
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def fit_one_step(model_dir, loss, num_iterations=1, **module_args):
     L.seed_everything(0)
     module = GRPOModule(
         str(model_dir), rewards=[LengthReward()], loss=loss, sampling=SamplingConfig(max_tokens=8), num_generations=4,
-        micro_batch_size=8, num_iterations=num_iterations, learning_rate=1e-3, **module_args,
+        micro_batch_size=8, num_iterations=num_iterations, optimizer=adamw(1e-3), **module_args,
     )
     data = MathDataModule(ArithmeticSource(num_problems=8), tokenizer=str(model_dir), batch_size=2, check_gold=False)
     trainer = L.Trainer(

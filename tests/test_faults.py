@@ -27,6 +27,7 @@ from r1lit.rewards import FormatReward
 from r1lit.rewards.scoring import score_completions
 from r1lit.rollout import SamplingConfig
 from helpers import tiny_config, write_config
+from helpers import adamw
 
 
 class Record(L.Callback):
@@ -50,7 +51,7 @@ class Record(L.Callback):
 def fit(model_dir, steps=3, callbacks=(), checkpoint_dir=None, every_n_train_steps=1, **module_args):
     L.seed_everything(0)
     args = dict(rewards=[LengthReward()], sampling=SamplingConfig(max_tokens=8), num_generations=4,
-                micro_batch_size=8, learning_rate=1e-3)
+                micro_batch_size=8, optimizer=adamw(1e-3))
     module = GRPOModule(str(model_dir), **{**args, **module_args})
     data = MathDataModule(ArithmeticSource(num_problems=64), tokenizer=str(model_dir), batch_size=2, check_gold=False)
     record = Record()
@@ -79,7 +80,7 @@ def test_guard_skips_and_stops_after_k_in_a_row():
     nan = float("nan")
     assert [guard.skip(*u) for u in [(1.0, 1.0), (nan, 1.0), (1.0, 1.0), (1.0, nan), (nan, nan)]] == [False, True, False, True, True]
     assert (guard.skipped, guard.consecutive) == (3, 2)
-    with pytest.raises(TrainingError, match=r"not finite for 3 updates in a row .*4 skipped in all.*learning_rate.*max_grad_norm.*precision"):
+    with pytest.raises(TrainingError, match=r"not finite for 3 updates in a row .*4 skipped in all.*learning rate \(model.optimizer's lr\).*max_grad_norm.*precision"):
         guard.skip(nan, 1.0)
     restored = NonFiniteGuard(3)
     restored.load_state_dict(guard.state_dict())
@@ -381,21 +382,12 @@ def parse_error(capsys, tmp_path, config) -> str:
     return capsys.readouterr().err
 
 
-def test_reward_weight_list_must_match_the_rewards(capsys, tmp_path, tiny_model_dir, nothing_loads):
-    config = tiny_config(tmp_path, tiny_model_dir, **{"model.reward_weights": [1.0, 0.5]})
-    err = parse_error(capsys, tmp_path, config)
-    assert "model.reward_weights has 2 weight(s) for 3 reward(s)" in err and "same order" in err
-
-
-def test_reward_weights_given_twice_are_refused(capsys, tmp_path, tiny_model_dir, nothing_loads):
+def test_rewards_are_weighted_in_one_place(capsys, tmp_path, tiny_model_dir):
+    """Guards the two ways weights could be given (a list on the module and each reward's own, with a check that
+    existed only to forbid both): a reward's weight is its own ``weight``, and the list is no setting."""
     config = tiny_config(tmp_path, tiny_model_dir, **{"model.reward_weights": [1.0, 0.5, 2.0]})
-    config["model"]["rewards"][1]["init_args"]["weight"] = 0.5
-    assert "reward weights are given twice" in parse_error(capsys, tmp_path, config)
-
-
-def test_reward_weights_replace_the_rewards_own(tiny_model_dir):
-    module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward(), FormatReward()], num_generations=2,
-                        reward_weights=[0.25, 2.0])
+    assert "reward_weights" in parse_error(capsys, tmp_path, config)
+    module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward(weight=0.25), FormatReward(weight=2.0)], num_generations=2)
     assert [r.weight for r in module.rewards] == [0.25, 2.0]
 
 

@@ -136,7 +136,7 @@ def test_nan_updates_skip_then_stop_with_the_fix_and_the_checkpoint_resumes(tmp_
     failed = run(tmp_path, config)
     assert failed.returncode == 1
     assert "r1lit: error: the loss or gradient norm was not finite for 2 updates in a row" in failed.stderr
-    assert "model.learning_rate" in failed.stderr and "Traceback" not in failed.stderr
+    assert "model.optimizer's lr" in failed.stderr and "Traceback" not in failed.stderr
     checkpoint = checkpoint_from_message(failed.stderr, "r1lit: the last checkpoint is")
     assert global_step(checkpoint) == 3
     run_dir = tmp_path / "runs" / "tiny" / "run"

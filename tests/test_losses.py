@@ -12,7 +12,6 @@ from r1lit.losses import (
     GRPOLoss,
     clipped_surrogate,
     completion_length_stats,
-    cosine_with_warmup,
     group_advantages,
     k3_kl,
     selective_log_softmax,
@@ -205,6 +204,8 @@ def test_completion_length_stats_by_hand():
 
 
 def test_cosine_with_warmup_by_hand():
+    from r1lit.optim import cosine_with_warmup
+
     # warmup 4: (step + 1) / 5 -> 0.2 at step 0; then cosine over 10 steps: halfway (step 9) = 0.5, end = min
     assert cosine_with_warmup(0, 4, 14) == pytest.approx(0.2)
     assert cosine_with_warmup(3, 4, 14) == pytest.approx(0.8)

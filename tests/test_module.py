@@ -10,6 +10,7 @@ from r1lit.losses import BNPOLoss, DAPOLoss, DrGRPOLoss, GRPOLoss, GSPOLoss
 from r1lit.module import GRPOModule
 from r1lit.rollout import HFEngine, SamplingConfig
 from r1lit.rollout.types import completion_mask_from_eos, left_pad
+from helpers import adamw
 
 
 class Capture(L.Callback):
@@ -30,7 +31,7 @@ def fit_one_batch(model_dir, micro_batch_size=8, loss=None, num_iterations=1, st
     module = GRPOModule(
         str(model_dir), rewards=[LengthReward()], loss=loss or GRPOLoss(), sampling=SamplingConfig(max_tokens=12),
         num_generations=4, micro_batch_size=micro_batch_size, num_iterations=num_iterations, max_grad_norm=None,
-        learning_rate=1e-3,
+        optimizer=adamw(1e-3),
     )
     data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(model_dir), batch_size=2, check_gold=False)
     capture = Capture()

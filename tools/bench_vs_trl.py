@@ -95,7 +95,8 @@ def r1lit_config(w: Workload, problems: Path, logs: Path) -> dict:
             "num_generations": w.generations,
             "micro_batch_size": w.prompts * w.generations,  # one forward/backward per step, as TRL's batch here
             "num_iterations": 1,
-            "learning_rate": w.learning_rate,
+            "optimizer": {"class_path": "torch.optim.AdamW",
+                          "init_args": {"lr": w.learning_rate, "betas": [0.9, 0.99], "weight_decay": 0.0}},
         },
         "data": {
             "source": {"class_path": "DatasetSource",

@@ -1,0 +1,41 @@
+"""The optimizer and learning-rate schedule GRPOModule trains with: the seed recipe's AdamW and cosine by default,
+any torch optimizer or scheduler from YAML (LightningCLI's ``OptimizerCallable`` / ``LRSchedulerCallable``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def default_optimizer(params) -> torch.optim.Optimizer:
+    """The seed recipe's optimizer: AdamW, lr 3e-6, betas (0.9, 0.99), no weight decay."""
+    return torch.optim.AdamW(params, lr=3e-6, betas=(0.9, 0.99), weight_decay=0.0)
+
+
+def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier: linear warmup from 0 to 1 over ``warmup_steps``, then cosine down to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    span = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class CosineWithWarmup(LambdaLR):
+    """Linear warmup, then cosine decay over the run's optimizer steps (the seed recipe's schedule, stepped once
+    per optimizer step)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0,
+                 total_steps: int = 1):
+        """
+        Args:
+            warmup_ratio: fraction of the optimizer steps spent in linear warmup before the cosine decay.
+            min_lr_ratio: the cosine decays to this fraction of the peak learning rate.
+            total_steps: optimizer steps of the run; GRPOModule passes it (``max_steps``, else epochs × batches × μ).
+        """
+        if not 0 <= warmup_ratio < 1 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1], got {warmup_ratio}, {min_lr_ratio}")
+        warmup, total = int(warmup_ratio * total_steps), total_steps
+        super().__init__(optimizer, lambda step: cosine_with_warmup(step, warmup, total, min_lr_ratio))
