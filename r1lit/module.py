@@ -48,7 +48,8 @@ from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.ranks import gather_objects, gather_uneven, max_over_ranks
-from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics, step_groups
+from r1lit.groups import scored_groups
+from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics
 from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
@@ -275,7 +276,9 @@ class GRPOModule(L.LightningModule):
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
-        return {"groups": step_groups(scored, [r.name for r in self.rewards], advantages)}
+        groups = scored_groups(scored.batch, scored.rollout, scored.per_reward, scored.rewards, advantages,
+                               [r.name for r in self.rewards])
+        return {"groups": groups}
 
     def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
         """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the

@@ -71,22 +71,3 @@ def optimise_metrics(stats: dict[str, float], beta: float) -> dict[str, float]:
 
 def as_tensors(metrics: dict, device: torch.device) -> dict[str, Tensor]:
     return {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in metrics.items()}
-
-
-def step_groups(scored: Scored, reward_names: list[str], advantages: Tensor) -> list[dict]:
-    """What callbacks get of a step (``outputs["groups"]``): one record per trained problem, its question, gold
-    answer and prompt, and each completion with its scores. advantages: [N]."""
-    G, rollout, groups = scored.rollout.num_generations, scored.rollout, []
-    for b, (problem, answer) in enumerate(zip(scored.batch["problem"], scored.batch["answer"])):
-        completions = []
-        for i in range(b * G, (b + 1) * G):
-            completions.append({
-                "text": rollout.texts[i],
-                "reward": float(scored.rewards[i]),
-                "scores": {n: float(scored.per_reward[r, i]) for r, n in enumerate(reward_names)},
-                "advantage": float(advantages[i]),
-                "length": int(rollout.completion_mask[i].sum()),
-                "truncated": bool(rollout.truncated[i]),
-            })
-        groups.append({"problem": problem, "answer": answer, "prompt": scored.batch["prompt"][b], "completions": completions})
-    return groups

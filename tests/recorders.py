@@ -75,8 +75,8 @@ class GroupRecorder(L.Callback):
         self.path = path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        groups = [{"problem": g["problem"], "flat": all(c["advantage"] == 0.0 for c in g["completions"]),
-                   "texts": [c["text"] for c in g["completions"]]} for g in outputs["groups"]]
+        groups = [{"problem": g.problem, "flat": all(c.advantage == 0.0 for c in g.completions),
+                   "texts": [c.text for c in g.completions]} for g in outputs["groups"]]
         with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
             extra = trainer.datamodule.state_dict().get("extra_drawn") if trainer.datamodule is not None else None
             f.write(json.dumps({"step": trainer.global_step, "groups": groups, "extra_drawn": extra}) + "\n")

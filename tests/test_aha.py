@@ -12,6 +12,7 @@ import pytest
 from r1lit.callbacks import AhaMonitor
 from r1lit.errors import ConfigError
 from r1lit.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher, excerpt
+from r1lit.groups import ScoredCompletion, ScoredGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,12 +75,12 @@ def test_excerpt_marks_the_phrase_with_context():
 # ---- AhaMonitor on hand-made steps -------------------------------------------------------------------------
 
 def _completion(text, accuracy, reward=None):
-    return {"text": text, "reward": accuracy if reward is None else reward, "scores": {"accuracy": accuracy, "format": 1.0},
-            "advantage": 0.0, "length": 5, "truncated": False}
+    return ScoredCompletion(text=text, reward=accuracy if reward is None else reward,
+                            scores={"accuracy": accuracy, "format": 1.0}, advantage=0.0, length=5, truncated=False)
 
 
 def _group(*completions, problem="What is 3 + 4?", answer="7"):
-    return {"problem": problem, "answer": answer, "prompt": "p", "completions": list(completions)}
+    return ScoredGroup(problem=problem, answer=answer, prompt="p", completions=list(completions))
 
 
 class _Module(SimpleNamespace):
@@ -100,7 +101,7 @@ def _stubs(tmp_path):
 def _step(monitor, trainer, module, groups, step):
     trainer.fit_loop.epoch_loop._batches_that_stepped = step
     trainer.global_step = step + 1
-    module.samples_seen = (step + 1) * sum(len(g["completions"]) for g in groups)
+    module.samples_seen = (step + 1) * sum(len(g.completions) for g in groups)
     module.logged = {}
     monitor.on_train_batch_end(trainer, module, {"groups": groups}, None, step)
     return {k: v[-1] for k, v in module.logged.items()}

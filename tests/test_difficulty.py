@@ -44,7 +44,7 @@ def test_fit_skips_problems_that_came_out_flat(tiny_model_dir):
     class Capture(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             skipped.append(float(trainer.callback_metrics["difficulty_filter/skipped"]))
-            trained.extend(int(g["answer"]) for g in outputs["groups"] if any(c["advantage"] for c in g["completions"]))
+            trained.extend(int(g.answer) for g in outputs["groups"] if any(c.advantage for c in g.completions))
 
     L.Trainer(accelerator="cpu", max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, limit_val_batches=0, callbacks=[Capture()]).fit(module, data)

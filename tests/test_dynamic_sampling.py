@@ -121,8 +121,8 @@ def test_fit_trains_only_on_informative_groups_and_logs_the_rounds(tiny_model_di
     drawn = 0
     for groups, metrics, state in seen:
         assert len(groups) == 2
-        assert all(int(g["answer"]) % 2 == 1 for g in groups)  # even answers give flat rewards: dropped
-        assert all(any(c["advantage"] != 0.0 for c in g["completions"]) for g in groups)
+        assert all(int(g.answer) % 2 == 1 for g in groups)  # even answers give flat rewards: dropped
+        assert all(any(c.advantage != 0.0 for c in g.completions) for g in groups)
         rounds = int(metrics["dynamic_sampling/rounds"])
         drawn += 2 * (rounds - 1)
         assert state["extra_drawn"] == drawn

@@ -226,7 +226,7 @@ def test_degenerate_rollouts_train_without_nan(tiny_model_dir, mode):
         assert metrics["frac_reward_zero_std"] == 1.0 and metrics["reward_std"] == 0.0
         assert metrics["completions/mean_length"] == {"empty": 0, "eos": 1, "same": 4}[mode]
         assert metrics["loss"] == 0.0
-    advantages = [c["advantage"] for out in record.outputs for g in out["groups"] for c in g["completions"]]
+    advantages = [c.advantage for out in record.outputs for g in out["groups"] for c in g.completions]
     assert advantages == [0.0] * 16
 
 

@@ -23,7 +23,7 @@ class Capture(L.Callback):
         self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.policy.named_parameters() if p.grad is not None})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.texts.append([c["text"] for g in outputs["groups"] for c in g["completions"]])
+        self.texts.append([c.text for g in outputs["groups"] for c in g.completions])
 
 
 def fit_one_batch(model_dir, micro_batch_size=8, loss=None, num_iterations=1, steps=1):

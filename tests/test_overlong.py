@@ -66,7 +66,7 @@ def _one_step_grads(model_dir, mask_truncated: bool) -> tuple[dict, list[bool]]:
             seen["grads"] = {n: p.grad.clone() for n, p in pl_module.policy.named_parameters() if p.grad is not None}
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen["truncated"] = [c["truncated"] for g in outputs["groups"] for c in g["completions"]]
+            seen["truncated"] = [c.truncated for g in outputs["groups"] for c in g.completions]
 
     L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, limit_val_batches=0, callbacks=[Capture()]).fit(module, data)

@@ -75,12 +75,12 @@ class AhaMonitor(L.Callback):
         if not isinstance(outputs, dict) or "groups" not in outputs:
             return
         groups = outputs["groups"]
-        completions = [(group, c) for group in groups for c in group["completions"]]
-        correct = [c["scores"][self.accuracy_reward] >= self.correct_threshold for _, c in completions]
-        hits = {kind: [c["text"] in matcher for _, c in completions] for kind, matcher in self.matchers.items()}
+        completions = [(group, c) for group in groups for c in group.completions]
+        correct = [c.scores[self.accuracy_reward] >= self.correct_threshold for _, c in completions]
+        hits = {kind: [c.text in matcher for _, c in completions] for kind, matcher in self.matchers.items()}
 
         # [completions, correct, reward sum, then per kind: hits, hits among correct, hits among incorrect]
-        row = [len(completions), sum(correct), sum(c["reward"] for _, c in completions)]
+        row = [len(completions), sum(correct), sum(c.reward for _, c in completions)]
         for flags in hits.values():
             with_correct = sum(f and ok for f, ok in zip(flags, correct))
             row += [sum(flags), with_correct, sum(flags) - with_correct]
@@ -112,13 +112,13 @@ class AhaMonitor(L.Callback):
                 if found is None:
                     continue
                 group, completion = completions[found]
-                match = self.matchers[kind].first(completion["text"])
+                match = self.matchers[kind].first(completion.text)
                 self.sightings[key] = {
                     "kind": kind, "phrase": match.phrase, "step": log_step(trainer), "global_step": trainer.global_step,
                     "samples_seen": samples_seen(pl_module), "reward": step_reward,
-                    "completion_reward": completion["reward"], "correct": correct[found],
-                    "problem": group["problem"], "answer": group["answer"],
-                    "excerpt": excerpt(completion["text"], match, self.excerpt_chars),
+                    "completion_reward": completion.reward, "correct": correct[found],
+                    "problem": group.problem, "answer": group.answer,
+                    "excerpt": excerpt(completion.text, match, self.excerpt_chars),
                 }
                 new.append(key)
         if not new:

@@ -13,12 +13,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from r1lit.callbacks.run_info import EveryNSteps, log_step, run_dir, samples_seen
 from r1lit.callbacks.text import clip, scores_line
 from r1lit.errors import ConfigError
+from r1lit.groups import COMPLETION_FIELDS
 
-# The keys of one line of the log, in order (tests check them; tools/find_aha.py reads them).
-RECORD_KEYS = (
-    "step", "global_step", "samples_seen", "group", "sample", "problem", "prompt", "answer", "completion", "reward", "scores",
-    "advantage", "length", "truncated",
-)
+# The keys of one line of the log, in order (tests check them; tools/find_aha.py reads them): where the step is,
+# which group and problem, then the completion's own fields (ScoredCompletion's, its text as "completion").
+RECORD_KEYS = ("step", "global_step", "samples_seen", "group", "sample", "problem", "prompt", "answer",
+               *("completion" if k == "text" else k for k in COMPLETION_FIELDS))
 
 
 class CompletionLog(L.Callback):
@@ -85,12 +85,11 @@ class CompletionLog(L.Callback):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
         for g, group in groups:
-            for i, c in enumerate(group["completions"]):
+            for i, c in enumerate(group.completions):
                 record = {
-                    "step": step, "global_step": trainer.global_step, "samples_seen": seen, "group": g, "sample": i, "problem": group["problem"],
-                    "prompt": group["prompt"] if self.include_prompt else None, "answer": group["answer"],
-                    "completion": c["text"], "reward": c["reward"], "scores": c["scores"], "advantage": c["advantage"],
-                    "length": c["length"], "truncated": c["truncated"],
+                    "step": step, "global_step": trainer.global_step, "samples_seen": seen, "group": g, "sample": i,
+                    "problem": group.problem, "prompt": group.prompt if self.include_prompt else None,
+                    "answer": group.answer, **{("completion" if k == "text" else k): getattr(c, k) for k in COMPLETION_FIELDS},
                 }
                 self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
             self._file.flush()
@@ -102,13 +101,13 @@ class CompletionLog(L.Callback):
     def _markdown(self, groups: list[tuple[int, dict]]) -> str:
         parts = []
         for g, group in groups:
-            parts.append(f"### group {g}\n\n**Question:** {group['problem']}  \n**Gold answer:** `{group['answer']}`\n")
-            for i, c in enumerate(group["completions"]):
-                text = clip(c["text"], self.tensorboard_max_chars)
-                flag = " · truncated" if c["truncated"] else ""
+            parts.append(f"### group {g}\n\n**Question:** {group.problem}  \n**Gold answer:** `{group.answer}`\n")
+            for i, c in enumerate(group.completions):
+                text = clip(c.text, self.tensorboard_max_chars)
+                flag = " · truncated" if c.truncated else ""
                 parts.append(
-                    f"**answer {i}** · {scores_line(c)} · advantage {c['advantage']:+.3f} · "
-                    f"{c['length']} tokens{flag}\n\n```\n{text.replace('```', 'ˋˋˋ')}\n```\n"
+                    f"**answer {i}** · {scores_line(c)} · advantage {c.advantage:+.3f} · "
+                    f"{c.length} tokens{flag}\n\n```\n{text.replace('```', 'ˋˋˋ')}\n```\n"
                 )
         return "\n".join(parts)
 

@@ -36,9 +36,9 @@ class PrintGroups(L.Callback):
         lines = []
         for g, group in enumerate(groups[: self.max_groups]):
             lines.append(f"\n{'=' * 30} step {trainer.global_step} · group {g} {'=' * 30}")
-            lines.append(f"Question:\n{group['problem']}\nGold answer: {group['answer']}")
-            for i, completion in enumerate(group["completions"]):
-                lines.append(f"--- answer {i} · {scores_line(completion)} · {completion['length']} tokens")
-                lines.append(clip(completion["text"], self.max_chars))
+            lines.append(f"Question:\n{group.problem}\nGold answer: {group.answer}")
+            for i, completion in enumerate(group.completions):
+                lines.append(f"--- answer {i} · {scores_line(completion)} · {completion.length} tokens")
+                lines.append(clip(completion.text, self.max_chars))
         if lines:
             print("\n".join(lines), file=sys.stdout, flush=True)
