@@ -22,7 +22,6 @@ from r1lit.errors import ConfigError
 __all__ = [
     "group_advantages",
     "selective_log_softmax",
-    "token_entropy",
     "k3_kl",
     "clipped_surrogate",
     "GRPOLoss",
@@ -31,8 +30,6 @@ __all__ = [
     "DrGRPOLoss",
     "GSPOLoss",
     "ImportanceSampling",
-    "sampling_mismatch",
-    "completion_length_stats",
     "trained_rows",
 ]
 
@@ -75,21 +72,6 @@ def selective_log_softmax(logits: Tensor, targets: Tensor, temperature: float = 
         rows = rows.float() / temperature  # [b, T, V]
         picked = rows.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # [b, T]
         out.append(picked - torch.logsumexp(rows, dim=-1))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def token_entropy(logits: Tensor, temperature: float = 1.0, chunk_rows: int = 4) -> Tensor:
-    """Entropy of softmax(logits / temperature) at each position: -Σ_v p_v log p_v, in nats.
-
-    A metric (TRL's ``entropy``): a policy collapsing onto few answers shows it falling. Computed without
-    gradient, ``chunk_rows`` sequences at a time in float32, like ``selective_log_softmax``.
-    logits: [B, T, V]. Returns [B, T] float32.
-    """
-    out = []
-    for rows in logits.detach().split(chunk_rows):
-        logp = torch.log_softmax(rows.float() / temperature, dim=-1)  # [b, T, V]
-        out.append(-(logp.exp() * logp).sum(dim=-1))
     return torch.cat(out)
 
 
@@ -292,39 +274,6 @@ class ImportanceSampling:
         if self.level == "sequence":
             log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
         return torch.exp(log_ratio).clamp(max=self.cap) * mask
-
-
-def sampling_mismatch(trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> dict[str, float]:
-    """How far the sampler's log-probs are from the trainer's on the sampled tokens. Shapes [N, C].
-
-    ``mismatch_kl`` estimates KL(sampler ‖ trainer) per token from the sampled tokens with k3 (r − 1 − log r,
-    r = π_trainer / π_sampler: unbiased, ≥ 0 per token); ``mismatch_kl_k1`` is the plain mean of log π_sampler −
-    log π_trainer (verl logs both as its rollout-correction ``kl``)."""
-    mask = mask.bool()
-    diff = (trainer_logps.detach() - sampler_logps)[mask]
-    if diff.numel() == 0:
-        return {"logp_diff_mean": 0.0, "logp_diff_max": 0.0, "is_ratio_mean": 1.0, "mismatch_kl": 0.0, "mismatch_kl_k1": 0.0}
-    return {
-        "logp_diff_mean": float(diff.abs().mean()),
-        "logp_diff_max": float(diff.abs().max()),
-        "is_ratio_mean": float(torch.exp(diff).mean()),
-        "mismatch_kl": float((torch.exp(diff) - 1.0 - diff).mean()),
-        "mismatch_kl_k1": float((-diff).mean()),
-    }
-
-
-def completion_length_stats(lengths: Tensor, truncated: Tensor) -> dict[str, Tensor]:
-    """TRL's completion-length metrics. lengths: [N] tokens per completion; truncated: [N] bool (no EOS).
-
-    ``mean_terminated_length`` averages the completions that ended with EOS; it is 0 when none did.
-    """
-    lengths = lengths.float()
-    terminated = lengths[~truncated.bool()]
-    return {
-        "min_length": lengths.min(),
-        "max_length": lengths.max(),
-        "mean_terminated_length": terminated.mean() if terminated.numel() else lengths.new_zeros(()),
-    }
 
 
 def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:

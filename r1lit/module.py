@@ -31,9 +31,7 @@ from r1lit.losses import (
     ImportanceSampling,
     LossStats,
     group_advantages,
-    sampling_mismatch,
     selective_log_softmax,
-    token_entropy,
     trained_rows,
 )
 from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
@@ -49,7 +47,14 @@ from r1lit.rollout.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.ranks import gather_objects, gather_uneven, max_over_ranks
 from r1lit.groups import scored_groups
-from r1lit.step_metrics import as_tensors, dynamic_sampling_metrics, optimise_metrics, rollout_metrics
+from r1lit.metrics import (
+    as_tensors,
+    dynamic_sampling_metrics,
+    optimise_metrics,
+    rollout_metrics,
+    sampling_mismatch,
+    token_entropy,
+)
 from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 

@@ -8,7 +8,8 @@ import torch
 
 from r1lit.correction import GeometricSequenceMask, MaskedImportanceSampling
 from r1lit.errors import ConfigError
-from r1lit.losses import GRPOLoss, GSPOLoss, sampling_mismatch
+from r1lit.losses import GRPOLoss, GSPOLoss
+from r1lit.metrics import sampling_mismatch
 
 # One completion of 3 tokens: π = (0.5, 0.25, 0.8), π_old = (0.25, 0.25, 0.4): token ratios (2, 1, 2).
 # The sequence ratio is their geometric mean s = (2·1·2)^(1/3) = 4^(1/3) = 1.587401.

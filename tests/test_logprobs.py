@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from r1lit.logprobs import head_logprobs, lm_parts, matches_full_logits
-from r1lit.losses import selective_log_softmax, token_entropy
+from r1lit.losses import selective_log_softmax
+from r1lit.metrics import token_entropy
 
 
 def test_head_logprobs_by_hand():

@@ -5,17 +5,16 @@ import math
 import pytest
 import torch
 
+from r1lit.metrics import completion_length_stats, token_entropy
 from r1lit.losses import (
     BNPOLoss,
     DAPOLoss,
     DrGRPOLoss,
     GRPOLoss,
     clipped_surrogate,
-    completion_length_stats,
     group_advantages,
     k3_kl,
     selective_log_softmax,
-    token_entropy,
 )
 
 
@@ -224,7 +223,8 @@ def test_bad_loss_settings_fail_at_construction():
 
 
 def test_truncated_importance_sampling_by_hand():
-    from r1lit.losses import ImportanceSampling, sampling_mismatch
+    from r1lit.losses import ImportanceSampling
+    from r1lit.metrics import sampling_mismatch
 
     trainer = torch.log(torch.tensor([[0.5, 0.4, 0.9], [0.3, 0.3, 0.3]]))
     sampler = torch.log(torch.tensor([[0.25, 0.4, 0.3], [0.3, 0.6, 0.3]]))
