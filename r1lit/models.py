@@ -78,12 +78,14 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def load_policy(name_or_path: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None):
+def load_policy(name_or_path: str, dtype: torch.dtype | str | None = None, attn_implementation: str | None = None):
     """The causal LM in training mode (transformers returns it in eval mode, which would keep dropout and
-    gradient checkpointing off)."""
+    gradient checkpointing off). ``dtype``: a torch dtype, its name (``bfloat16``), ``auto`` or None (float32)."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    kwargs = {"dtype": dtype} if dtype is not None else {}  # transformers 5 names it dtype (torch_dtype before)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), **kwargs)

@@ -94,6 +94,8 @@ class GRPOModule(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         max_grad_norm: float | None = 1.0,
         gradient_checkpointing: bool = False,
+        torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None,
+        attn_implementation: str | None = None,
         logprob_chunk_rows: int = 4,
         max_consecutive_nonfinite: int = 3,
         mask_truncated_completions: bool = False,
@@ -128,6 +130,11 @@ class GRPOModule(L.LightningModule):
                 ``CosineWithWarmup`` without warmup (the seed's cosine to 0).
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
             gradient_checkpointing: recompute activations in backward to save memory.
+            torch_dtype: dtype the policy (and its reference) is loaded in (transformers' ``torch_dtype``): None =
+                float32 weights (train in ``bf16-mixed`` with them); ``bfloat16`` halves the weights' memory (pure bf16
+                training); ``auto`` = the checkpoint's own dtype.
+            attn_implementation: transformers' attention kernel (``sdpa``, ``eager``, ``flash_attention_2`` where
+                installed); None = transformers' default.
             logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
@@ -177,7 +184,7 @@ class GRPOModule(L.LightningModule):
         self.logprob_chunk_rows = logprob_chunk_rows
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
-        self.policy = load_policy(model_name_or_path)
+        self.policy = load_policy(model_name_or_path, torch_dtype, attn_implementation)
         if disable_dropout:
             disable_dropout_in_model(self.policy)  # before the reference is copied from it
         if gradient_checkpointing:

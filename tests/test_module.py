@@ -138,3 +138,14 @@ def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_d
               enable_model_summary=False, limit_val_batches=0, callbacks=[tagged]).fit(module, data)
     assert float(tagged.metrics["sampling/logp_diff/max"]) < 1e-4
     assert abs(float(tagged.metrics["sampling/is_ratio/mean"]) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("dtype, expected", [(None, "torch.float32"), ("bfloat16", "torch.bfloat16")])
+def test_policy_dtype_and_attention_are_settable(tiny_model_dir, dtype, expected):
+    """Guards load_policy's dtype and attention arguments, which no config could reach (a user could not pick bf16
+    weights or an attention kernel)."""
+    module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward()], num_generations=2, torch_dtype=dtype,
+                        attn_implementation="eager", loss=GRPOLoss(beta=0.04))
+    assert str(next(module.policy.parameters()).dtype) == expected
+    assert str(next(module.ref_model.parameters()).dtype) == expected
+    assert module.policy.config._attn_implementation == "eager"
