@@ -40,7 +40,7 @@ from r1lit.optim import CosineWithWarmup, default_optimizer
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
-from r1lit.rewards.scoring import score_completions
+from r1lit.rewards.scoring import score_completions, weighted_sum
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
@@ -308,10 +308,9 @@ class GRPOModule(L.LightningModule):
         per_reward, errors = score_completions(  # [R, N], [R]
             self.rewards, prompts, rollout.texts, answers, rollout.completion_lengths.tolist(), self.sampling.max_tokens
         )
-        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)  # [R, 1]
         timers["generate"] += generated - start
         timers["score"] += time.perf_counter() - generated
-        return Scored(batch, rollout.to("cpu"), per_reward, (per_reward * weights).sum(dim=0), errors)
+        return Scored(batch, rollout.to("cpu"), per_reward, weighted_sum(self.rewards, per_reward), errors)
 
     def _more_problems(self, timers: dict[str, float]):
         """Dynamic sampling's source of extra rounds: problems from the datamodule's extra stream, sampled with a
@@ -337,8 +336,7 @@ class GRPOModule(L.LightningModule):
         """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
         [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training)."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
-        attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)  # [N, P + C]
+        input_ids, attention = rollout.sequences()  # [N, P + C] each
         global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
         slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
@@ -442,8 +440,7 @@ class GRPOModule(L.LightningModule):
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
         """The policy's log-probs of a rollout's completion tokens, [N, C]: what an engine's sampler log-probs are
         checked against."""
-        input_ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)  # [N, P + C]
-        attention = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)
+        input_ids, attention = rollout.sequences()  # [N, P + C] each
         width = rollout.completion_ids.shape[1]
         return self._logps(self.policy, input_ids, attention, width, width)
 
@@ -491,9 +488,8 @@ class GRPOModule(L.LightningModule):
             self.rewards, batch["prompt"], [rollout.texts[i] for i in first], batch["answer"],
             rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
         )
-        weights = torch.tensor([r.weight for r in self.rewards]).unsqueeze(1)
         size = len(batch["prompt"])
-        self.log("val/reward", (per_reward * weights).sum(0).mean().to(self.device), batch_size=size, sync_dist=True)
+        self.log("val/reward", weighted_sum(self.rewards, per_reward).mean().to(self.device), batch_size=size, sync_dist=True)
         accuracy = [row for reward, row in zip(self.rewards, per_reward) if isinstance(reward, AccuracyReward)]
         if accuracy:  # pass@1: one sample per problem, scored by the (first) accuracy reward
             self.log("val/accuracy", accuracy[0].mean().to(self.device), batch_size=size, sync_dist=True)

@@ -108,3 +108,9 @@ def _finite(score) -> bool:
 
 def _excerpt(text: str, limit: int = 200) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def weighted_sum(rewards: list[Reward], per_reward: torch.Tensor) -> torch.Tensor:
+    """The reward GRPO trains on: each reward's scores times its own ``weight``, summed. per_reward: [R, N] → [N]."""
+    weights = torch.tensor([r.weight for r in rewards], dtype=per_reward.dtype).unsqueeze(1)  # [R, 1]
+    return (per_reward * weights).sum(dim=0)

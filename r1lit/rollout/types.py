@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -54,7 +54,6 @@ class Rollout:
     truncated: Tensor  # [N] bool, True where no EOS came within max_tokens
     num_generations: int  # G
     sampler_logprobs: Tensor | None = None  # [N, C] float, the engine's log-probs of the sampled tokens
-    extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.prompt_ids.shape[0]
@@ -62,6 +61,11 @@ class Rollout:
             raise ValueError("Rollout fields disagree on the number of completions")
         if n % self.num_generations:
             raise ValueError(f"{n} completions are not a whole number of groups of {self.num_generations}")
+
+    def sequences(self) -> tuple[Tensor, Tensor]:
+        """Prompt and completion as one row each: (input_ids [N, P + C], attention_mask [N, P + C])."""
+        return (torch.cat([self.prompt_ids, self.completion_ids], dim=1),
+                torch.cat([self.prompt_mask, self.completion_mask], dim=1))
 
     @property
     def completion_lengths(self) -> Tensor:
@@ -79,7 +83,6 @@ class Rollout:
             truncated=move(self.truncated),
             num_generations=self.num_generations,
             sampler_logprobs=move(self.sampler_logprobs),
-            extras=self.extras,
         )
 
 
