@@ -86,6 +86,20 @@ def assert_engine_gone(run_dir: Path, within: float = 20.0) -> None:
     assert not left, f"engine processes outlived the trainer: {left} of {pids}"
 
 
+def start_training(tmp_path: Path, model_dir: Path) -> subprocess.Popen:
+    """A long fit with the process engine, returned once its first step is done (stderr piped)."""
+    config = server_config(tmp_path, model_dir, steps=50)
+    proc = subprocess.Popen(fit_command(write(tmp_path, config)), cwd=tmp_path, env=SUBPROCESS_ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 400
+    while not (tmp_path / "step").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"training did not start: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.5)
+    return proc
+
+
 def test_long_prompts_are_longer_than_one_kv_block(model_dir):
     """The log-prob checks below only catch a stale prefix cache if prompts span more than one 128-token block."""
     from r1lit.data import MathDataModule
@@ -129,15 +143,8 @@ def test_resume_resyncs_the_process_engine(tmp_path, model_dir):
 def test_engine_process_ends_with_a_stopped_or_killed_trainer(tmp_path, model_dir, how):
     """SIGTERM: the graceful stop ends the fit and teardown stops the engine. SIGKILL: nothing in the trainer
     runs, so the engine's watchdog must notice its parent is gone and end its process group."""
-    config = server_config(tmp_path, model_dir, steps=50)
-    proc = subprocess.Popen(fit_command(write(tmp_path, config)), cwd=tmp_path, env=SUBPROCESS_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_training(tmp_path, model_dir)
     try:
-        deadline = time.monotonic() + 400
-        while not (tmp_path / "step").exists():
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "training did not start"
-            time.sleep(0.5)
         proc.send_signal(getattr(signal, how))
         code = proc.wait(timeout=120)
     finally:
@@ -246,14 +253,8 @@ def test_engine_that_does_not_answer_in_time_is_stopped(tmp_path, model_dir):
 def test_engine_process_dying_mid_run_names_its_log_and_the_checkpoint(tmp_path, model_dir):
     """The engine killed between steps (out of memory, a crash): the next generate fails with where the engine
     logged, and the run says which checkpoint to resume from."""
-    config = server_config(tmp_path, model_dir, steps=50)
-    proc = subprocess.Popen(fit_command(write(tmp_path, config)), cwd=tmp_path, env=SUBPROCESS_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_training(tmp_path, model_dir)
     try:
-        deadline = time.monotonic() + 400
-        while not (tmp_path / "step").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-            time.sleep(0.5)
         for pid in engine_pids(tmp_path / "runs" / "tiny" / "run"):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
