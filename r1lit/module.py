@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import time
 from typing import Literal
 
@@ -125,9 +124,9 @@ class GRPOModule(L.LightningModule):
             micro_batch_size: completions per forward/backward; must divide data.batch_size × num_generations.
             optimizer: the optimizer over the policy's parameters (e.g. ``{class_path: torch.optim.AdamW, init_args:
                 {lr: 2.0e-5}}``); None = the seed recipe's AdamW (lr 3e-6, betas (0.9, 0.99), no weight decay).
-            scheduler: the learning-rate schedule, stepped once per optimizer step; a scheduler with a
-                ``total_steps`` argument (``CosineWithWarmup``) is given the run's optimizer steps. None =
-                ``CosineWithWarmup`` without warmup (the seed's cosine to 0).
+            scheduler: the learning-rate schedule, stepped once per optimizer step; a ``CosineWithWarmup`` without its
+                own ``total_steps`` is fitted to the run's optimizer steps. None = ``CosineWithWarmup`` without warmup
+                (the seed's cosine to 0).
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
             gradient_checkpointing: recompute activations in backward to save memory.
             torch_dtype: dtype the policy (and its reference) is loaded in (transformers' ``torch_dtype``): None =
@@ -237,9 +236,9 @@ class GRPOModule(L.LightningModule):
         total = self.trainer.max_steps
         if total is None or total < 0:
             total = int(self.trainer.estimated_stepping_batches) * self.num_iterations
-        make_schedule = self.make_scheduler or CosineWithWarmup
-        takes_total = "total_steps" in inspect.signature(make_schedule).parameters
-        schedule = make_schedule(optimizer, total_steps=total) if takes_total else make_schedule(optimizer)
+        schedule = (self.make_scheduler or CosineWithWarmup)(optimizer)
+        if isinstance(schedule, CosineWithWarmup) and schedule.total_steps is None:
+            schedule.fit_to(total)  # the YAML cannot know the run's length
         return [optimizer], [{"scheduler": schedule, "interval": "step"}]
 
     # ---- the GRPO step --------------------------------------------------------------------------------------

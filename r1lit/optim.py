@@ -25,17 +25,30 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio
 
 class CosineWithWarmup(LambdaLR):
     """Linear warmup, then cosine decay over the run's optimizer steps (the seed recipe's schedule, stepped once
-    per optimizer step)."""
+    per optimizer step). GRPOModule tells it the run's length (``fit_to``) when it builds it."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_ratio: float = 0.0, min_lr_ratio: float = 0.0,
-                 total_steps: int = 1):
+                 total_steps: int | None = None):
         """
         Args:
             warmup_ratio: fraction of the optimizer steps spent in linear warmup before the cosine decay.
             min_lr_ratio: the cosine decays to this fraction of the peak learning rate.
-            total_steps: optimizer steps of the run; GRPOModule passes it (``max_steps``, else epochs × batches × μ).
+            total_steps: optimizer steps of the run; None = set by GRPOModule (``max_steps``, else epochs × batches × μ).
         """
         if not 0 <= warmup_ratio < 1 or not 0 <= min_lr_ratio <= 1:
             raise ValueError(f"warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1], got {warmup_ratio}, {min_lr_ratio}")
-        warmup, total = int(warmup_ratio * total_steps), total_steps
-        super().__init__(optimizer, lambda step: cosine_with_warmup(step, warmup, total, min_lr_ratio))
+        self.warmup_ratio, self.min_lr_ratio, self.total_steps = warmup_ratio, min_lr_ratio, total_steps
+        super().__init__(optimizer, self.factor)
+
+    def factor(self, step: int) -> float:
+        if self.total_steps is None:
+            return 1.0
+        warmup = int(self.warmup_ratio * self.total_steps)
+        return cosine_with_warmup(step, warmup, self.total_steps, self.min_lr_ratio)
+
+    def fit_to(self, total_steps: int) -> None:
+        """Set the run's length before the first step and re-apply the learning rate of step 0."""
+        self.total_steps = total_steps
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * self.factor(self.last_epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from helpers import SCRIPT, SUBPROCESS_ENV, tiny_config, write_config
 
 from r1lit.cli import main
@@ -42,3 +44,19 @@ def test_every_n_steps_means_the_same_steps_in_every_callback(tmp_path, tiny_mod
     exported = sorted(int(p.name.split("_")[1]) for p in (run_dir / "hf").glob("step_*"))
     assert printed == sorted({r["global_step"] for r in records}) == exported == [2, 4]
     assert sorted({r["step"] for r in records}) == [1, 3]  # TensorBoard's x axis for those steps (0-based batches)
+
+
+def test_scheduler_from_yaml_is_fitted_to_the_run(tmp_path, tiny_model_dir):
+    """Guards the cosine built from YAML (a callable that cannot be asked for its arguments): it was sized for one
+    step and dropped the learning rate to 0 after step 1. By hand, 4 steps, warmup 0, cosine to 0 from 1e-3:
+    1e-3 · ½(1 + cos(π·s/4)) for s = 0..3 = 1e-3, 8.536e-4, 5e-4, 1.464e-4."""
+    import math
+
+    from helpers import scalars
+
+    config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.max_steps": 4})
+    config["model"]["scheduler"] = {"class_path": "CosineWithWarmup", "init_args": {"warmup_ratio": 0.0}}
+    main(["fit", "--config", str(write_config(tmp_path, config))])
+    lrs = scalars(tmp_path / "runs" / "tiny" / "version_0")["lr"]
+    expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)]
+    assert lrs == pytest.approx(expected, rel=1e-5)
