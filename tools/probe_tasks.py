@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--kv-gib", type=float, default=2.0, help="vLLM KV cache (GiB): all samples of a call fit")
     parser.add_argument("--examples", type=int, default=3, help="completions kept per variant in the JSON")
     parser.add_argument("--out", default="runs/probe_tasks.json")
+    parser.add_argument("--completions", default=None, help="also write every completion, graded, to this jsonl")
     args = parser.parse_args()
 
     from r1lit.models import load_policy, load_tokenizer, resolve_model_path
@@ -128,7 +129,7 @@ def main() -> None:
     accuracy_reward, format_reward = AccuracyReward(), FormatReward()
     matchers = {"reflection": PhraseMatcher(REFLECTION_PHRASES), "aha": PhraseMatcher(AHA_PHRASES)}
 
-    results = []
+    results, graded = [], []
     try:
         for (task, name), (problems, prompt_texts, ids) in rendered.items():
             start = time.perf_counter()
@@ -153,6 +154,9 @@ def main() -> None:
                                 "completion": texts[i], "accuracy": accuracy[i], "format": fmt[i]}
                                for i in range(0, len(texts), max(1, len(texts) // max(args.examples, 1)))][:args.examples]
             results.append(row)
+            graded += [{"task": task, "prompt": name, "problem": problems[i // args.samples]["problem"], "gold": golds[i],
+                        "completion": t, "tokens": lengths[i], "accuracy": accuracy[i], "format": fmt[i]}
+                       for i, t in enumerate(texts)]
             print(f"[probe] {task} / {name}: pass@1 {row['pass@1']:.3f}, {row['mean_tokens']:.0f} tokens, "
                   f"{seconds:.0f} s ({row['tokens_per_s']:.0f} tok/s)", flush=True)
     finally:
@@ -176,6 +180,9 @@ def main() -> None:
     settings = {**vars(args), "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND")}}
     out.write_text(json.dumps({"settings": settings, "results": results}, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {out}")
+    if args.completions:
+        Path(args.completions).write_text("".join(json.dumps(g, ensure_ascii=False) + "\n" for g in graded))
+        print(f"wrote {args.completions}")
 
 
 if __name__ == "__main__":
