@@ -6,14 +6,13 @@ embedded model with sizes cut down from the command line.
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from test_cli import SUBPROCESS_ENV, fit_command, scalars
+from helpers import SUBPROCESS_ENV, fit_command, scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2-aha.yaml"
