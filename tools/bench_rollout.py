@@ -65,7 +65,15 @@ def main() -> None:
     def train_seconds() -> float:
         return statistics.median(train_step() for _ in range(args.repeats))
 
-    rows = [("train fwd+bwd, no engine", float("nan"), train_seconds())]
+    class Rows(list):
+        def append(self, row) -> None:  # print as measured: a long run stopped half-way keeps what it measured
+            super().append(row)
+            name, speed, seconds = row
+            print(f"{name:30} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:30} {'':>10} {seconds:9.2f}",
+                  flush=True)
+
+    rows = Rows()
+    rows.append(("train fwd+bwd, no engine", float("nan"), train_seconds()))
     hf = HFEngine()
     hf.bind(policy, tokenizer)
     rows.append(("HFEngine fp32", *rate(hf, torch.no_grad)))
