@@ -50,7 +50,7 @@ def main() -> None:
             command = [str(script), "fit", "--config", str(ROOT / "configs" / "smollm2-cpu.yaml"),
                        f"--trainer.max_steps={args.steps}", f"--trainer.logger.init_args.save_dir={tmp}",
                        f"--trainer.logger.init_args.name={name}", "--trainer.val_check_interval=1000",
-                       "--trainer.enable_checkpointing=false", *ENGINES[name]]
+                       *ENGINES[name]]
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             wall = time.perf_counter() - start
             if done.returncode != 0:

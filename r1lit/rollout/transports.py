@@ -35,7 +35,8 @@ class WeightTransport:
         """Called once on the rank that pushes, after the server answers."""
         self.base_url, self.timeout = base_url, timeout
 
-    def send(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
+    def send(self, named_tensors: Iterable[tuple[str, Tensor]], dtype: torch.dtype | None = None) -> None:
+        """Move the tensors (cast to ``dtype``, the engine's own, when given: half the bytes for a bf16 engine)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -62,10 +63,10 @@ class FileTransport(WeightTransport):
         self.path = Path(self.folder or self._dir.name) / "policy.safetensors"
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def send(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
+    def send(self, named_tensors: Iterable[tuple[str, Tensor]], dtype: torch.dtype | None = None) -> None:
         from safetensors.torch import save_file
 
-        weights = {name: tensor.detach().to("cpu").contiguous() for name, tensor in named_tensors}
+        weights = {name: tensor.detach().to("cpu", dtype).contiguous() for name, tensor in named_tensors}
         partial = self.path.with_name(self.path.name + ".partial")
         save_file(weights, str(partial))
         os.replace(partial, self.path)  # the server never reads half a file
@@ -109,8 +110,8 @@ class NCCLTransport(WeightTransport):
         client = HTTPVLLMWeightSyncClient(base_url, timeout=timeout)
         self._engine = WeightTransferTrainerFactory.trainer_init(info, client=client, source=self._source)
 
-    def send(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
-        self._source.tensors = [(name, t.detach().to("cuda")) for name, t in named_tensors]
+    def send(self, named_tensors: Iterable[tuple[str, Tensor]], dtype: torch.dtype | None = None) -> None:
+        self._source.tensors = [(name, t.detach().to("cuda", dtype)) for name, t in named_tensors]
         try:
             self._engine.send_weights()
         finally:

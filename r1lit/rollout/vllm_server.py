@@ -213,7 +213,8 @@ class VLLMServerEngine(VLLMSettings):
             for _ in named_tensors:
                 pass
             return
-        self.transport.send(named_tensors)
+        dtype = getattr(torch, self.dtype) if self.dtype in ("float32", "bfloat16", "float16") else None
+        self.transport.send(named_tensors, dtype)  # the engine's own dtype: half the bytes for a bf16 engine
         request("POST", f"{self.url}/reset_prefix_cache", timeout=self.request_timeout)
 
     def failure_hint(self) -> str:
