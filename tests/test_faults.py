@@ -444,13 +444,24 @@ def test_reserved_engine_without_a_spare_gpu_is_refused(capsys, tmp_path, tiny_m
 
 
 def test_reserved_engine_is_only_checked_on_the_node_that_starts_it(tmp_path, tiny_model_dir, monkeypatch):
-    """Multi-node: node 0 must have the spare GPU; the other nodes' parse must not demand one."""
-    from r1lit.checks import node_rank
+    """Multi-node: node 0 (global rank 0's) must have the spare GPU; another node whose GPUs all train parses."""
+    from r1lit.cli import R1LitCLI
+    from r1lit.data import MathDataModule
 
+    class ParseOnly(R1LitCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu", "trainer.devices": 2}),
+                       "VLLMServerEngine")
+    args = ["--config", str(write_config(tmp_path, config))]
     monkeypatch.setenv("NODE_RANK", "1")
-    assert node_rank() == 1
+    ParseOnly(GRPOModule, MathDataModule, run=False, args=args)  # parses: this node does not start the engine
     monkeypatch.setenv("NODE_RANK", "0")
-    assert node_rank() == 0
+    with pytest.raises(SystemExit):
+        ParseOnly(GRPOModule, MathDataModule, run=False, args=args)
 
 
 def test_colocated_engine_that_leaves_the_trainer_no_memory_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads,
