@@ -8,13 +8,22 @@ a module (not through its weight), so DeepSpeed ZeRO-3 still gathers it.
 
 ``lm_parts`` finds the decoder and head of a transformers causal LM; models whose logits are more than
 ``head(decoder(x))`` (soft-capping, scaling) are detected by ``matches_full_logits`` and keep the usual path.
+``CompletionLogprobs`` is what the trainer calls: it picks the path once per model.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+from r1lit.entropy import entropy_with_grad
+from r1lit.losses import selective_log_softmax
+from r1lit.metrics import token_entropy
+
+EntropyMode = Literal["none", "metric", "grad"]
 
 
 def lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -31,38 +40,42 @@ def lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return decoder, head
 
 
-def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c]), float32, through one chunk's logits [c, V]."""
+def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
+                 entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
+    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c]), float32, through one chunk's logits [c, V].
+    The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus); otherwise it is a metric."""
     logits = head(hidden).float() / temperature  # [c, V]
     lse = torch.logsumexp(logits, dim=-1)  # [c]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    probs = torch.softmax(logits.detach(), dim=-1)  # entropy is a metric: no gradient through it
-    entropy = lse.detach() - (probs * logits.detach()).sum(dim=-1)
+    source = logits if entropy_grad else logits.detach()
+    entropy = lse if entropy_grad else lse.detach()
+    entropy = entropy - (torch.softmax(source, dim=-1) * source).sum(dim=-1)
     return picked, entropy
 
 
 def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float = 1.0,
-                  chunk_tokens: int = 1024) -> tuple[Tensor, Tensor]:
+                  chunk_tokens: int = 1024, entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
     """Log-probs and entropies of ``targets`` under softmax(head(hidden) / temperature), ``chunk_tokens`` at a time.
 
-    hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32
-    without). With gradients on, each chunk is checkpointed: its logits are recomputed in backward, not kept.
+    hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32,
+    with gradient only if ``entropy_grad``). With gradients on, each chunk is checkpointed: its logits are
+    recomputed in backward, not kept.
     """
     n, T = targets.shape
-    flat_hidden, flat_targets = hidden.reshape(n * T, -1), targets.reshape(n * T)
+    flat_hidden, flat_targets = hidden.reshape(n * T, hidden.shape[-1]), targets.reshape(n * T)
     grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in head.parameters()))
     logps, entropies = [], []
     for start in range(0, n * T, chunk_tokens):
         h, t = flat_hidden[start:start + chunk_tokens], flat_targets[start:start + chunk_tokens]
         if grad:
-            lp, ent = checkpoint(_chunk_logps, head, h, t, temperature, use_reentrant=False)
+            lp, ent = checkpoint(_chunk_logps, head, h, t, temperature, entropy_grad, use_reentrant=False)
         else:
             lp, ent = _chunk_logps(head, h, t, temperature)
         logps.append(lp)
         entropies.append(ent)
-    if not logps:
-        empty = hidden.new_zeros((n, T), dtype=torch.float32)
-        return empty, empty
+    if not logps:  # nothing to score, yet stay in the graph so backward still reaches every parameter (as logits would)
+        empty = head(hidden).float().sum(dim=-1) * 0.0  # [n, T]
+        return empty, empty.detach()
     return torch.cat(logps).view(n, T), torch.cat(entropies).view(n, T)
 
 
@@ -84,3 +97,38 @@ def matches_full_logits(model: nn.Module, vocab_probe: int = 8, atol: float = 1e
     finally:
         model.train(was_training)
     return full.shape == mine.shape and bool(torch.allclose(full, mine, atol=atol, rtol=1e-4))
+
+
+class CompletionLogprobs:
+    """Log-probs (and entropies) of a batch's completion tokens under a model: through the chunked LM head where
+    ``matches_full_logits`` says the model allows it (checked once per model), else through its full logits."""
+
+    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True):
+        self.temperature, self.chunk_tokens, self.chunked = temperature, chunk_tokens, chunked
+        self._paths: dict[int, bool] = {}
+
+    def uses_chunks(self, model: nn.Module) -> bool:
+        if id(model) not in self._paths:
+            self._paths[id(model)] = self.chunked and matches_full_logits(model)
+        return self._paths[id(model)]
+
+    def __call__(self, model: nn.Module, input_ids: Tensor, attention: Tensor, completion_len: int, width: int,
+                 entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+        """Log-probs of the first ``width`` completion tokens; input_ids/attention: [n, P + C] (prompt left-padded,
+        C = ``completion_len``). Returns (logps [n, width] float32, entropies [n, width] float32 or None)."""
+        cut = input_ids.shape[1] - completion_len + width
+        input_ids, attention = input_ids[:, :cut], attention[:, :cut]  # [n, P + width]
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)  # as generate computes them for left padding
+        targets = input_ids[:, input_ids.shape[1] - width:]  # [n, width]; not [:, -width:]: all tokens at width 0
+        inputs = dict(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False)
+        if self.uses_chunks(model):
+            decoder, head = lm_parts(model)
+            hidden = decoder(**inputs).last_hidden_state  # [n, P + width, H]
+            hidden = hidden[:, hidden.shape[1] - width - 1:-1]  # [n, width, H]: position t predicts token t
+            logps, ent = head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy == "grad")
+            return logps, (ent if entropy != "none" else None)
+        logits = model(**inputs, logits_to_keep=width + 1).logits[:, :-1]  # [n, width, V]
+        logps = selective_log_softmax(logits, targets, self.temperature)
+        if entropy == "grad":
+            return logps, entropy_with_grad(logits, self.temperature)
+        return logps, (token_entropy(logits, self.temperature) if entropy == "metric" else None)

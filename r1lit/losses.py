@@ -100,19 +100,20 @@ def clipped_surrogate(
 
 @dataclass
 class LossStats:
-    """Token-weighted sums a loss reports for logging; they add across micro-batches, ``mean`` divides at the end."""
+    """Token-weighted sums a loss reports for logging (floats or device scalars); they add across micro-batches,
+    ``mean`` divides at the end."""
 
-    weight: float = 0.0
-    kl: float = 0.0
-    clip_low: float = 0.0
-    clip_high: float = 0.0
+    weight: float | Tensor = 0.0
+    kl: float | Tensor = 0.0
+    clip_low: float | Tensor = 0.0
+    clip_high: float | Tensor = 0.0
 
     def __add__(self, other: "LossStats") -> "LossStats":
         return LossStats(self.weight + other.weight, self.kl + other.kl, self.clip_low + other.clip_low, self.clip_high + other.clip_high)
 
     def mean(self, field: str) -> float:
         """Weighted mean of ``kl``, ``clip_low`` or ``clip_high`` over the tokens seen so far."""
-        return getattr(self, field) / self.weight if self.weight > 0 else 0.0
+        return float(getattr(self, field) / self.weight) if self.weight > 0 else 0.0
 
 
 def trained_sequences(mask: Tensor) -> float:
@@ -175,13 +176,13 @@ class GRPOLoss:
                 raise ValueError("beta > 0 needs reference log-probs")
             kl = k3_kl(logps, ref_logps)
             per_token = per_token + self.beta * kl
-            kl_sum = float((kl.detach() * weights).sum())
+            kl_sum = (kl.detach() * weights).sum()
         loss = (per_token * weights).sum()
-        stats = LossStats(
-            weight=float(weights.sum()),
+        stats = LossStats(  # device scalars: the trainer reads them once per update, not per micro-batch
+            weight=weights.sum(),
             kl=kl_sum,
-            clip_low=float((low.float() * weights).sum()),
-            clip_high=float((high.float() * weights).sum()),
+            clip_low=(low.float() * weights).sum(),
+            clip_high=(high.float() * weights).sum(),
         )
         return loss, stats
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from typing import Literal
 
@@ -23,16 +24,16 @@ from torch import Tensor
 
 from r1lit.difficulty import DifficultyFilter
 from r1lit.dynamic_sampling import DynamicSampling, Scored, zero_spread
-from r1lit.entropy import entropy_with_grad, high_entropy_mask
+from r1lit.entropy import high_entropy_mask
 from r1lit.errors import ConfigError
 from r1lit.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
     group_advantages,
-    selective_log_softmax,
     trained_rows,
 )
+from r1lit.logprobs import CompletionLogprobs
 from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
 from r1lit.optim import CosineWithWarmup, default_optimizer
@@ -52,7 +53,6 @@ from r1lit.metrics import (
     optimise_metrics,
     rollout_metrics,
     sampling_mismatch,
-    token_entropy,
 )
 from r1lit.validation import PassAtK
 from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
@@ -95,7 +95,8 @@ class GRPOModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None,
         attn_implementation: str | None = None,
-        logprob_chunk_rows: int = 4,
+        logprob_chunk_tokens: int = 1024,
+        bf16_reference: bool = True,
         max_consecutive_nonfinite: int = 3,
         mask_truncated_completions: bool = False,
         dynamic_sampling: DynamicSampling | None = None,
@@ -134,7 +135,11 @@ class GRPOModule(L.LightningModule):
                 training); ``auto`` = the checkpoint's own dtype.
             attn_implementation: transformers' attention kernel (``sdpa``, ``eager``, ``flash_attention_2`` where
                 installed); None = transformers' default.
-            logprob_chunk_rows: sequences per chunk when turning logits into log-probs (bounds float32 memory).
+            logprob_chunk_tokens: tokens per chunk when the LM head turns hidden states into log-probs: the full
+                vocabulary's logits exist for one chunk at a time (forward and backward), never for a whole
+                micro-batch. Models whose logits are more than head(decoder(x)) keep their full logits.
+            bf16_reference: under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its
+                memory; its matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/test_logprobs.py).
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
             mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
@@ -180,7 +185,7 @@ class GRPOModule(L.LightningModule):
             raise ConfigError("model.difficulty_filter skips problems that dynamic sampling replaces: set "
                               "model.dynamic_sampling too (e.g. {class_path: DynamicSampling})")
         self.difficulty_filter = difficulty_filter
-        self.logprob_chunk_rows = logprob_chunk_rows
+        self.completion_logprobs = CompletionLogprobs(sampling.temperature, logprob_chunk_tokens)
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path, torch_dtype, attn_implementation)
@@ -210,7 +215,8 @@ class GRPOModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.ref_model is not None:
-            self.ref_model.to(self.device)
+            bf16 = self.hparams.bf16_reference and str(self.trainer.precision) == "bf16-mixed"
+            self.ref_model.to(self.device, dtype=torch.bfloat16 if bf16 else None)
         self.policy.train()
 
     def teardown(self, stage: str) -> None:
@@ -333,19 +339,22 @@ class GRPOModule(L.LightningModule):
 
     def _optimise(self, rollout: Rollout, advantages: Tensor, mask: Tensor) -> dict[str, float]:
         """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
-        [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training)."""
+        [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training).
+        Per-micro-batch statistics stay on the device; they are read to the host once per update."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         input_ids, attention = rollout.sequences()  # [N, P + C] each
         global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
         token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
-        slices = [slice(i, i + self.micro_batch_size) for i in range(0, mask.shape[0], self.micro_batch_size)]
+        starts = range(0, mask.shape[0], self.micro_batch_size)
+        widths = mask.sum(dim=1).split(self.micro_batch_size)  # each micro-batch's longest trained completion
+        slices = [(slice(i, i + self.micro_batch_size), int(w)) for i, w in zip(starts, torch.stack([w.max() for w in widths]).tolist())]
 
         ds_engine = deepspeed_engine(self.trainer)
         sampler = rollout.sampler_logprobs  # [N, C] or None
         seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
         old_logps = ref_logps = None
-        entropy_sum = entropy_tokens = masked_tokens = 0.0
-        temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
+        zero = torch.zeros((), device=mask.device)
+        sums = {"entropy": zero, "entropy_tokens": zero, "trained_entropy": zero, "trained_tokens": zero, "is_masked": zero}
         with torch.no_grad():
             if self.num_iterations > 1 or self.top_entropy_quantile < 1.0:
                 old_logps, old_entropy = self._logps_batched(self.policy, input_ids, attention, mask, slices, entropy=True)
@@ -356,49 +365,48 @@ class GRPOModule(L.LightningModule):
         pg_mask = mask.float()  # [N, C]: tokens whose policy-gradient term counts
         if self.top_entropy_quantile < 1.0:
             pg_mask = high_entropy_mask(old_entropy, mask, self.top_entropy_quantile)
-        trained_entropy = trained_tokens = 0.0
 
         for iteration in range(self.num_iterations):
-            total_loss, total = 0.0, LossStats()
-            for k, mb in enumerate(slices):
+            total_loss, total = zero, LossStats()
+            for k, (mb, width) in enumerate(slices):
                 last = k == len(slices) - 1
                 mark_accumulation_boundary(ds_engine, last)
                 with self._no_sync(last):
-                    width = int(mask[mb].sum(dim=1).max())  # trim right padding of this micro-batch
-                    logits, targets = self._logits(self.policy, input_ids[mb], attention[mb], mask.shape[1], width)
-                    logps = selective_log_softmax(logits, targets, temperature, chunk)  # [n, width]
-                    entropy = entropy_with_grad(logits, temperature) if self.entropy_coef > 0 else None  # [n, width]
-                    if iteration == 0:  # the entropy of the policy that sampled the rollout, from the same logits
-                        m, pg = mask[mb, :width], pg_mask[mb, :width]  # [n, width]
-                        h = entropy.detach() if entropy is not None else token_entropy(logits, temperature, chunk)
-                        entropy_sum += float((h * m).sum())
-                        entropy_tokens += float(m.sum())
-                        trained_entropy += float((h * pg).sum())
-                        trained_tokens += float(pg.sum())
+                    # the entropy of the policy that sampled the rollout is measured at iteration 0, from the same pass
+                    mode = "grad" if self.entropy_coef > 0 else ("metric" if iteration == 0 else "none")
+                    logps, entropy = self.completion_logprobs(  # [n, width] each
+                        self.policy, input_ids[mb], attention[mb], mask.shape[1], width, mode)
+                    m = mask[mb, :width]  # [n, width]
+                    if iteration == 0:
+                        h, pg = entropy.detach(), pg_mask[mb, :width]
+                        sums["entropy"] = sums["entropy"] + (h * m).sum()
+                        sums["entropy_tokens"] = sums["entropy_tokens"] + m.sum()
+                        sums["trained_entropy"] = sums["trained_entropy"] + (h * pg).sum()
+                        sums["trained_tokens"] = sums["trained_tokens"] + pg.sum()
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
                     ref = ref_logps[mb, :width] if ref_logps is not None else None
                     is_weights = None
                     if sampler is not None:
-                        sampled, m = sampler[mb, :width], mask[mb, :width]
+                        sampled = sampler[mb, :width]
                         if iteration == 0:
                             seen_trainer.append(old[m.bool()])
                             seen_sampler.append(sampled[m.bool()])
                         if self.importance_sampling is not None:
                             is_weights = self.importance_sampling.weights(old, sampled, m)
                             if iteration == 0:
-                                masked_tokens += float(((is_weights == 0) & m.bool()).sum())
+                                sums["is_masked"] = sums["is_masked"] + ((is_weights == 0) & m.bool()).sum()
                     if self.top_entropy_quantile < 1.0:
                         pg = pg_mask[mb, :width]
                         is_weights = pg if is_weights is None else is_weights * pg
                     loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
-                    if entropy is not None:  # the bonus, weighted like the loss's own tokens
+                    if self.entropy_coef > 0:  # the bonus, weighted like the loss's own tokens
                         loss = loss - self.entropy_coef * (entropy * token_weights[mb, :width]).sum()
                     self.manual_backward(loss)
-                total_loss += float(loss.detach())
+                total_loss = total_loss + loss.detach()
                 total = total + stats
             grad_norm = self._clip_gradients() if ds_engine is None else None  # DeepSpeed clips inside its step
             lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
-            if self.nonfinite.skip(total_loss, grad_norm, self.trainer.strategy):  # NaN/inf: no step, no LR step
+            if self.nonfinite.skip(float(total_loss), grad_norm, self.trainer.strategy):  # NaN/inf: no step, no LR step
                 optimizer.zero_grad(set_to_none=True)
                 continue
             optimizer.step()
@@ -406,34 +414,22 @@ class GRPOModule(L.LightningModule):
             if ds_engine is not None:
                 grad_norm = gradient_norm(ds_engine)
             scheduler.step()
+        scalars = {**sums, "loss": total_loss, **{f.name: getattr(total, f.name) for f in dataclasses.fields(total)}}
+        host = dict(zip(scalars, torch.stack([torch.as_tensor(v, dtype=torch.float32, device=mask.device).reshape(())
+                                              for v in scalars.values()]).tolist()))
+        total = LossStats(**{field.name: host[field.name] for field in dataclasses.fields(LossStats)})
         out = {
-            "loss": total_loss, "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
+            "loss": host["loss"], "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
-            "entropy": entropy_sum / max(entropy_tokens, 1.0),
-            "entropy_trained": trained_entropy / max(trained_tokens, 1.0),
+            "entropy": host["entropy"] / max(host["entropy_tokens"], 1.0),
+            "entropy_trained": host["trained_entropy"] / max(host["trained_tokens"], 1.0),
         }
         if seen_trainer:
             trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
             out.update(sampling_mismatch(trainer_lp, sampler_lp, torch.ones_like(trainer_lp)))
             if self.importance_sampling is not None:
-                out["is_masked_ratio"] = masked_tokens / max(trainer_lp.numel(), 1)
+                out["is_masked_ratio"] = host["is_masked"] / max(trainer_lp.numel(), 1)
         return out
-
-    def _logps(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int) -> Tensor:
-        """Per-token log-probs of the first ``width`` completion tokens. input_ids/attention: [n, P + C]. Returns [n, width]."""
-        logits, targets = self._logits(model, input_ids, attention, completion_len, width)
-        return selective_log_softmax(logits, targets, self.sampling.temperature, self.logprob_chunk_rows)
-
-    def _logits(self, model, input_ids: Tensor, attention: Tensor, completion_len: int, width: int):
-        """Logits predicting the first ``width`` completion tokens, [n, width, V], and those tokens, [n, width]."""
-        cut = input_ids.shape[1] - completion_len + width
-        input_ids, attention = input_ids[:, :cut], attention[:, :cut]  # [n, P + width]
-        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)  # as generate computes them for left padding
-        logits = model(
-            input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=False,
-            logits_to_keep=width + 1,
-        ).logits[:, :-1]  # [n, width, V]: position t predicts completion token t
-        return logits, input_ids[:, input_ids.shape[1] - width:]  # [n, width]; not [:, -width:]: all tokens at width 0
 
     @torch.no_grad()
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
@@ -441,22 +437,22 @@ class GRPOModule(L.LightningModule):
         checked against."""
         input_ids, attention = rollout.sequences()  # [N, P + C] each
         width = rollout.completion_ids.shape[1]
-        return self._logps(self.policy, input_ids, attention, width, width)
+        return self.completion_logprobs(self.policy, input_ids, attention, width, width)[0]
 
     def _logps_batched(
-        self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[slice], entropy: bool = False,
+        self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[tuple[slice, int]],
+        entropy: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Log-probs of every completion token, micro-batch by micro-batch, and with ``entropy`` the entropies at
-        the same positions. Returns ([N, C], [N, C] or None), 0 beyond each width."""
+        """Log-probs of every completion token, micro-batch by micro-batch ((rows, width) pairs), and with
+        ``entropy`` the entropies at the same positions. Returns ([N, C], [N, C] or None), 0 beyond each width."""
         out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         ent = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device) if entropy else None
-        temperature, chunk = self.sampling.temperature, self.logprob_chunk_rows
-        for mb in slices:
-            width = int(mask[mb].sum(dim=1).max())
-            logits, targets = self._logits(model, input_ids[mb], attention[mb], mask.shape[1], width)
-            out[mb, :width] = selective_log_softmax(logits, targets, temperature, chunk)
+        for mb, width in slices:
+            logps, h = self.completion_logprobs(model, input_ids[mb], attention[mb], mask.shape[1], width,
+                                                "metric" if entropy else "none")
+            out[mb, :width] = logps
             if entropy:
-                ent[mb, :width] = token_entropy(logits, temperature, chunk)
+                ent[mb, :width] = h
         return out, ent
 
     def _no_sync(self, last: bool):

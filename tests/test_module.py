@@ -76,7 +76,7 @@ def test_logprobs_under_left_padding_equal_unpadded_forward(tiny_model_dir):
     input_ids = torch.cat([p_ids, torch.tensor(completions)], dim=1)
     attention = torch.cat([p_mask, torch.ones(2, 3, dtype=torch.long)], dim=1)
     with torch.no_grad():
-        batched = module._logps(module.policy, input_ids, attention, completion_len=3, width=3)
+        batched, _ = module.completion_logprobs(module.policy, input_ids, attention, completion_len=3, width=3)
         for row, (prompt, completion) in enumerate(zip(prompts, completions)):
             ids = torch.tensor([prompt + completion])
             logits = module.policy(input_ids=ids).logits[0, len(prompt) - 1 : -1] / 0.8
@@ -149,3 +149,21 @@ def test_policy_dtype_and_attention_are_settable(tiny_model_dir, dtype, expected
     assert str(next(module.policy.parameters()).dtype) == expected
     assert str(next(module.ref_model.parameters()).dtype) == expected
     assert module.policy.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("bf16_reference", [True, False])
+def test_reference_is_kept_in_bf16_under_bf16_mixed_only_when_asked(tiny_model_dir, bf16_reference):
+    """``bf16_reference`` halves the frozen reference under bf16-mixed; the policy's weights stay float32 and the
+    KL of the first step (same weights) is still ~0."""
+    L.seed_everything(0)
+    module = GRPOModule(
+        str(tiny_model_dir), rewards=[LengthReward()], loss=GRPOLoss(beta=0.04), sampling=SamplingConfig(max_tokens=8),
+        num_generations=2, micro_batch_size=4, bf16_reference=bf16_reference,
+    )
+    data = MathDataModule(ArithmeticSource(num_problems=8), tokenizer=str(tiny_model_dir), batch_size=2, check_gold=False)
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, data)
+    assert next(module.ref_model.parameters()).dtype == (torch.bfloat16 if bf16_reference else torch.float32)
+    assert next(module.policy.parameters()).dtype == torch.float32
+    assert 0 <= float(trainer.callback_metrics["kl"]) < 1e-2
