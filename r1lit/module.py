@@ -36,11 +36,13 @@ from r1lit.losses import (
 from r1lit.logprobs import CompletionLogprobs
 from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.nonfinite import NonFiniteGuard
+from r1lit.one_step_off import OneStepOff, Pending
 from r1lit.optim import CosineWithWarmup, default_optimizer
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.answers import extract_answer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions, weighted_sum
+from r1lit.rollout.background import BackgroundGeneration, finished
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.seeds import derive_seed
@@ -105,6 +107,7 @@ class GRPOModule(L.LightningModule):
         val_pass_at_k: PassAtK | None = None,
         difficulty_filter: DifficultyFilter | None = None,
         disable_dropout: bool = True,
+        async_generation: bool = False,
     ):
         """
         Args:
@@ -156,6 +159,9 @@ class GRPOModule(L.LightningModule):
                 spread (``DifficultyFilter``); needs ``dynamic_sampling``, which draws their replacements.
             disable_dropout: turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on,
                 log-probs of the same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1.
+            async_generation: one-step-off: the engine samples the next step's rollout while this step trains
+                (from weights one update older; ``importance_sampling`` corrects for it, ``rollout/staleness`` logs
+                it). Needs an engine that generates apart from the trainer (``VLLMServerEngine``).
         """
         super().__init__()
         self.automatic_optimization = False
@@ -185,6 +191,11 @@ class GRPOModule(L.LightningModule):
             raise ConfigError("model.difficulty_filter skips problems that dynamic sampling replaces: set "
                               "model.dynamic_sampling too (e.g. {class_path: DynamicSampling})")
         self.difficulty_filter = difficulty_filter
+        if async_generation and not isinstance(self.engine, BackgroundGeneration):
+            raise ConfigError(f"model.async_generation generates the next rollout while the trainer updates the weights: "
+                              f"{type(self.engine).__name__} cannot (it shares the trainer's weights or process); use "
+                              "model.engine: VLLMServerEngine, or set async_generation: false")
+        self.one_step_off = OneStepOff() if async_generation else None
         self.completion_logprobs = CompletionLogprobs(sampling.temperature, logprob_chunk_tokens)
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
@@ -212,6 +223,10 @@ class GRPOModule(L.LightningModule):
         if is_deepspeed(self.trainer.strategy):  # before the strategy builds the engine from its config
             configure_deepspeed(self.trainer.strategy, self.hparams.max_grad_norm, self.micro_batch_size)
         self.engine.bind(self.policy, self.tokenizer)
+        if self.one_step_off is not None:
+            if not hasattr(datamodule, "lookahead"):
+                raise ConfigError("model.async_generation needs each batch's successor from the data: use MathDataModule")
+            datamodule.lookahead = True
 
     def on_fit_start(self) -> None:
         if self.ref_model is not None:
@@ -229,6 +244,9 @@ class GRPOModule(L.LightningModule):
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
         if self.difficulty_filter is not None:
             checkpoint["difficulty_filter"] = self.difficulty_filter.state_dict()
+        if self.one_step_off is not None:  # every rank's rollout in flight (see r1lit.one_step_off)
+            checkpoint["r1lit_in_flight"] = {"world_size": self.trainer.world_size,
+                                             "ranks": gather_objects(self.one_step_off.state_dict())}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("r1lit_counters", {})
@@ -236,6 +254,10 @@ class GRPOModule(L.LightningModule):
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
         if self.difficulty_filter is not None:
             self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
+        in_flight = checkpoint.get("r1lit_in_flight")
+        if self.one_step_off is not None and in_flight is not None:
+            same_world = in_flight["world_size"] == self.trainer.world_size
+            self.one_step_off.load_state_dict(in_flight["ranks"][self.global_rank] if same_world else None)
 
     def configure_optimizers(self):
         optimizer = (self.make_optimizer or default_optimizer)(self.policy.parameters())
@@ -253,7 +275,14 @@ class GRPOModule(L.LightningModule):
         start = time.perf_counter()
         G, timers = self.num_generations, {"generate": 0.0, "score": 0.0, "skipped": 0}
         seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
-        scored = self._generate_and_score(batch, seed, timers)
+        pending = self.one_step_off.take(batch["problem"]) if self.one_step_off is not None else None
+        if pending is None:
+            pending = self._ask_rollout(batch, seed, timers)
+        staleness = self.global_step - pending.weights_step  # updates between the sampling weights and these
+        if self.one_step_off is not None and batch.get("next") is not None:  # next step's rollout, while this one trains
+            next_seed = derive_seed(self.sampling.seed, self.global_step + self.num_iterations, self.global_rank)
+            self.one_step_off.pending = self._ask_rollout(batch["next"], next_seed, None)
+        scored = self._score_rollout(pending, timers)
         pool, trained_groups, filled = scored, None, None
         if self.dynamic_sampling is not None:
             filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), max_over_ranks)
@@ -289,6 +318,7 @@ class GRPOModule(L.LightningModule):
             "time/generate": timers["generate"],
             "time/score": timers["score"],
             "time/optimise": done - scored_at,
+            "rollout/staleness": staleness,
         }, self.device)
         sync, size = self.trainer.world_size > 1, len(batch["prompt"])
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
@@ -300,13 +330,32 @@ class GRPOModule(L.LightningModule):
     def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
         """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the
         seconds spent, and the problems skipped, to ``timers``."""
-        G, start = self.num_generations, time.perf_counter()
+        return self._score_rollout(self._ask_rollout(batch, seed, timers), timers)
+
+    def _ask_rollout(self, batch: dict[str, list], seed: int, timers: dict[str, float] | None) -> Pending:
+        """Ask the engine for G completions of each problem of ``batch`` (less those the difficulty filter skips):
+        in the foreground with ``timers`` (seconds added to them), in the background (one-step-off) without."""
+        problems, skipped = list(batch["problem"]), 0
+        batch = {key: values for key, values in batch.items() if key != "next"}
         if self.difficulty_filter is not None:
             skip = self.difficulty_filter.skips(batch["problem"], self.global_step)
             batch = {key: [v for v, s in zip(values, skip) if not s] for key, values in batch.items()}
-            timers["skipped"] += sum(skip)
+            skipped = sum(skip)
+        weights_step = self.engine.weights_step if self.engine.weights_step is not None else self.global_step
+        start, G = time.perf_counter(), self.num_generations
         with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
+            if timers is None:
+                future = self.engine.submit(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
+            else:
+                future = finished(self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed))
+                timers["generate"] += time.perf_counter() - start
+        return Pending(problems, batch, weights_step, future, skipped)
+
+    def _score_rollout(self, pending: Pending, timers: dict[str, float]) -> Scored:
+        """Score a rollout asked for (waiting for it if it is still being generated: that wait counts as generation)."""
+        start, G, batch = time.perf_counter(), self.num_generations, pending.batch
+        with engine_failure(self.engine, "generating"):
+            rollout = pending.future.result()
         generated = time.perf_counter()
         prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
         answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
@@ -315,6 +364,7 @@ class GRPOModule(L.LightningModule):
         )
         timers["generate"] += generated - start
         timers["score"] += time.perf_counter() - generated
+        timers["skipped"] += pending.skipped
         return Scored(batch, rollout.to("cpu"), per_reward, weighted_sum(self.rewards, per_reward), errors)
 
     def _more_problems(self, timers: dict[str, float]):

@@ -3,13 +3,19 @@ Fixtures live in conftest.py; test files import helpers from here, never from ea
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
+
+from r1lit.rollout.background import BackgroundGeneration, finished
+from r1lit.rollout.hf import HFEngine
+from r1lit.rollout.vllm_base import VLLMSettings
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -158,3 +164,41 @@ def vllm_config(tmp_path: Path, model_dir: Path, steps: int) -> dict:
     config["model"]["sampling"]["temperature"] = 0.9
     config["trainer"]["logger"]["init_args"]["version"] = "run"  # the resume logs into the same folder
     return config
+
+
+
+class SnapshotEngine(BackgroundGeneration, VLLMSettings):
+    """Stands in for vLLM in its own process, on CPU in milliseconds: HF generation from the engine's own copy of
+    the policy, which only weight pushes change. ``submit`` generates at once, from the weights held at the ask
+    (what the real engine's push-waits-for-generation rule guarantees); ``calls`` records, per generation, the
+    prompts and a fingerprint of the weights that produced it."""
+
+    def bind(self, policy, tokenizer):
+        super().bind(policy, tokenizer)
+        self.model = copy.deepcopy(policy).eval()
+        self.hf, self.calls = HFEngine(return_logprobs=True), []
+        self.hf.bind(self.model, tokenizer)
+
+    def start(self, launch):
+        pass
+
+    def generate(self, prompt_ids, n, sampling, seed=None):
+        self.calls.append((prompt_ids, fingerprint(self.model)))
+        return self.hf.generate(prompt_ids, n, sampling, seed)
+
+    def submit(self, prompt_ids, n, sampling, seed=None):
+        return finished(self.generate(prompt_ids, n, sampling, seed))
+
+    def load_weights(self, named_tensors):
+        self.wait_idle()
+        self.model.load_state_dict({k: v.detach().clone() for k, v in named_tensors}, strict=False)
+
+    def close(self):
+        self.stop_background()
+
+
+def fingerprint(model) -> float:
+    """A number that changes when any weight does (the weights' sum, weighted by position)."""
+    with torch.no_grad():
+        return float(sum((p.double().flatten() * torch.linspace(1, 2, p.numel(), dtype=torch.float64)).sum()
+                         for p in model.parameters()))

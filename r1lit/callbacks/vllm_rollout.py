@@ -17,6 +17,7 @@ import lightning as L
 from r1lit.callbacks.run_info import EveryNSteps
 from r1lit.errors import ConfigError
 from r1lit.models import resolve_model_path
+from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.engine import engine_failure
 from r1lit.rollout.launch import EngineLaunch
 from r1lit.rollout.vllm_base import VLLMSettings
@@ -78,11 +79,16 @@ class VLLMRollout(L.Callback):
         rank 0 only; under ZeRO-3 every rank joins each parameter's gather). Then no rank generates until the push
         is done."""
         start = time.perf_counter()
+        if isinstance(self.engine, BackgroundGeneration):  # one-step-off: no rank may still be generating
+            self.engine.wait_idle()
+            if trainer.world_size > 1:
+                trainer.strategy.barrier("r1lit_generation_done")
         weights = full_parameters(pl_module.policy, zero_stage(trainer) == 3)
         with engine_failure(self.engine, "loading the policy's new weights"):
             self.engine.load_weights(weights)
         if trainer.world_size > 1:
             trainer.strategy.barrier("r1lit_weight_push")
+        self.engine.weights_step = trainer.global_step
         self.push_seconds.append(time.perf_counter() - start)
 
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:

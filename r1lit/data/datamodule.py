@@ -76,6 +76,7 @@ class MathDataModule(L.LightningDataModule):
         self.stats: dict[str, int] = {}
         self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
         self._extra: ExtraProblems | None = None  # this rank's stream of problems drawn beyond the batches
+        self.lookahead = False  # each batch also carries the next one ("next"); set by model.async_generation
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -163,7 +164,7 @@ class MathDataModule(L.LightningDataModule):
             sampler.resume(state["epoch"], batches_done)
         return ResumableLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
-            num_workers=self.num_workers,
+            num_workers=self.num_workers, lookahead=self.lookahead,
         )
 
     def draw_extra(self, count: int) -> dict[str, list]:

@@ -52,10 +52,32 @@ class ResumableSampler(DistributedSampler):
 class ResumableLoader(DataLoader):
     """A DataLoader that tells Lightning it resumes mid-epoch (Lightning looks for ``state_dict``/``load_state_dict``
     and otherwise warns that the resume is unreliable). The position itself lives in the datamodule's checkpoint
-    state, counted by the trainer, so the loader's one-batch prefetch cannot shift it."""
+    state, counted by the trainer, so the loader's one-batch prefetch cannot shift it.
+
+    With ``lookahead`` each batch also carries the batch that follows it in the epoch under ``"next"`` (None for
+    the epoch's last): one-step-off generation starts on it while this one trains.
+    """
+
+    def __init__(self, *args, lookahead: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lookahead = lookahead
+
+    def __iter__(self):
+        batches = super().__iter__()
+        if not self.lookahead:
+            return batches
+        return _with_next(batches)
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def _with_next(batches: Iterator[dict]) -> Iterator[dict]:
+    current = next(batches, None)
+    while current is not None:
+        following = next(batches, None)
+        yield {**current, "next": following}
+        current = following

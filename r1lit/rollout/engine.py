@@ -15,6 +15,10 @@ from r1lit.rollout.types import Rollout, SamplingConfig
 class RolloutEngine(ABC):
     """Generates G completions per prompt with the current policy weights."""
 
+    weights_step: int | None = None
+    """Global step of the weights the engine holds, set at each push (None: it samples the policy's own
+    parameters, always current). The module logs the difference as ``rollout/staleness``."""
+
     def bind(self, policy: nn.Module, tokenizer) -> None:
         """Called once by the module with the policy and tokenizer it trains (engines that keep their own model
         use the tokenizer for EOS ids and decoding)."""

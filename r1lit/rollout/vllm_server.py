@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from r1lit.errors import ConfigError, EngineError, R1LitError
+from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.engine_process import EngineProcess, child_environment, free_port, request
 from r1lit.rollout.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.placement import physical_gpu, reserved_gpu
@@ -32,7 +33,7 @@ SUPPORTED_VLLM = ((0, 32), (0, 34))  # [from, to): the server routes, worker API
 SERVED_NAME = "r1lit-policy"
 
 
-class VLLMServerEngine(VLLMSettings):
+class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
     """vLLM in its own process (``reserved``): started by rank 0 on the spare GPU, or attached by ``base_url``."""
 
     def __init__(
@@ -209,6 +210,7 @@ class VLLMServerEngine(VLLMSettings):
     def load_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None:
         """Rank 0 sends the weights and clears vLLM's prefix cache; other ranks only run through the iterator
         (under ZeRO-3 each step of it is a gather every rank must join)."""
+        self.wait_idle()  # a rollout asked for before this push comes from the weights it was asked with
         if not self.pusher:
             for _ in named_tensors:
                 pass
@@ -224,6 +226,7 @@ class VLLMServerEngine(VLLMSettings):
         return f"\n  The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(20)}"
 
     def close(self) -> None:
+        self.stop_background()
         if self.transport is not None and self.pusher:
             self.transport.close()
         if self.process is not None:
