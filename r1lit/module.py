@@ -325,7 +325,7 @@ class GRPOModule(L.LightningModule):
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
         groups = scored_groups(scored.batch, scored.rollout, scored.per_reward, scored.rewards, advantages,
                                [r.name for r in self.rewards])
-        return {"groups": groups}
+        return {"groups": groups, "rollout": rollout}  # callbacks: what was trained on (tensors on the device)
 
     def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
         """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the

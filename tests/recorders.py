@@ -82,3 +82,41 @@ class GroupRecorder(L.Callback):
             f.write(json.dumps({"step": trainer.global_step, "groups": groups, "extra_drawn": extra}) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+class SamplerWeightsRecorder(L.Callback):
+    """For each step, how far the engine's sampler log-probs of the trained rollout are from the policy's log-probs
+    under the weights before this step and under those before the previous step (max |Δ| over tokens), as a jsonl
+    line in ``<path>.rank<r>``: which weights sampled the rollout."""
+
+    def __init__(self, path: str):
+        """
+        Args:
+            path: file prefix; each rank appends to its own file.
+        """
+        self.path = path
+        self.snapshots: list[dict] = []  # policy state before the previous step and before this one
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import copy
+
+        self.snapshots = (self.snapshots + [copy.deepcopy(pl_module.policy.state_dict())])[-2:]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import copy
+
+        import torch
+
+        rollout = outputs["rollout"]
+        mask = rollout.completion_mask.bool()
+        model = copy.deepcopy(pl_module.policy)
+        diffs = {}
+        for name, state in zip(["previous", "current"][-len(self.snapshots):], self.snapshots):
+            model.load_state_dict(state)
+            input_ids, attention = rollout.sequences()
+            width = rollout.completion_ids.shape[1]
+            with torch.no_grad():
+                logps, _ = pl_module.completion_logprobs(model, input_ids, attention, width, width)
+            diffs[name] = float((logps - rollout.sampler_logprobs)[mask].abs().max())
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, **diffs}) + "\n")

@@ -4,6 +4,7 @@ prefill budget. Every test that starts an engine has a hard timeout and checks t
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -123,6 +124,28 @@ def test_reserved_engine_on_two_ranks_trains_in_sync_and_leaves_no_process(tmp_p
     diffs = logged["sampling/logp_diff/max"]
     assert len(diffs) == 3 and max(diffs) < 1e-4, diffs  # the engine had the policy's weights at every step
     assert len(logged["time/weight_push"]) == 3
+    assert_engine_gone(run_dir)
+
+
+def test_one_step_off_on_two_ranks_samples_each_rollout_with_the_weights_one_update_older(tmp_path, model_dir):
+    """async_generation on the real process engine, 2 ranks: step k ≥ 1 trains on a rollout whose sampler log-probs
+    are those of the weights before step k − 1 (fp32: within 1e-4), not those before step k; a push waits for
+    both ranks' generation in flight; staleness 1 is logged; no engine process is left."""
+    config = server_config(tmp_path, model_dir, steps=3, devices=2)
+    config["model"]["async_generation"] = True
+    config["model"]["optimizer"]["init_args"]["lr"] = 5e-3  # moves the weights far enough to tell them apart
+    config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
+                                           "init_args": {"path": str(tmp_path / "sampled")}})
+    done = fit(tmp_path, config, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    for rank in (0, 1):
+        steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+        assert [s["step"] for s in steps] == [1, 2, 3]  # global_step after each update
+        assert steps[0]["current"] < 1e-4  # the first rollout is generated in the foreground
+        for step in steps[1:]:
+            assert step["previous"] < 1e-4 < step["current"], (rank, step)
+    assert scalars(run_dir)["rollout/staleness"] == [0.0, 1.0, 1.0]
     assert_engine_gone(run_dir)
 
 
