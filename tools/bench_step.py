@@ -1,7 +1,7 @@
 """Benchmark: the embedded default's whole GRPO step with each rollout engine (HF generate, vLLM in process, vLLM in
 its own process), from real ``r1lit fit`` runs of ``configs/smollm2-cpu.yaml``.
 
-    .venv/bin/python tools/bench_step.py [--steps 8] [--engines hf inprocess process]
+    .venv/bin/python tools/bench_step.py [--steps 8] [--engines hf inprocess process process_async hf_checkpointing]
 
 Each run trains ``--steps`` steps from the same seed; the table gives medians over steps 2.. (step 1 includes
 start-up work) of ``step_time``, ``time/generate``, ``time/optimise`` and ``time/weight_push`` from TensorBoard,
@@ -26,6 +26,8 @@ ENGINES = {
     "process": ["--model.engine=VLLMServerEngine", "--model.engine.dtype=bfloat16",
                 "--model.engine.kv_cache_memory_bytes=1073741824", "--trainer.callbacks+=VLLMRollout"],
 }
+ENGINES["process_async"] = ENGINES["process"] + ["--model.async_generation=true"]  # one-step-off on the same engine
+ENGINES["hf_checkpointing"] = ["--model.gradient_checkpointing=true"]  # the default engine, activations recomputed
 TAGS = ("step_time", "time/generate", "time/optimise", "time/weight_push", "reward")
 
 
