@@ -105,6 +105,8 @@ def test_plot_tool_smoothing_and_bad_input(tmp_path, capsys):
     assert tool.ema([1.0, 0.0], 0.5) == pytest.approx([1.0, 1 / 3])
     assert tool.ema([2.0, float("nan"), 2.0], 0.9) == pytest.approx([2.0, float("nan"), 2.0], nan_ok=True)
     assert tool.ema([1.0, 3.0], 0.0) == [1.0, 3.0]
+    # logged steps 0, 1, 9 of a run with 32 completions per step: 32, 64 and 320 samples seen
+    assert tool.x_values([0, 1, 9], 32) == [32, 64, 320] and tool.x_values([0, 1], None) == [0, 1]
     with pytest.raises(SystemExit):
         tool.main([str(tmp_path)])
     assert "no TensorBoard event files" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Plot TensorBoard scalars of one or more runs to PNG: raw values faint, smoothed solid, runs overlaid.
 
     .venv/bin/python tools/plot_metrics.py runs/smollm2-cpu/version_0 [more runs …] \\
-        [--tags reward reward_std 'aha/*'] [--smooth 0.6] [--out DIR] [--size 1200x800]
+        [--tags reward reward_std 'aha/*'] [--smooth 0.6] [--out DIR] [--size 1200x800] [--samples-per-step N]
 
 A run is a folder holding ``events.out.tfevents.*`` files (a folder above several runs, such as
 ``runs/smollm2-cpu``, stands for each of them), or one event file. One PNG per tag, named after the tag
@@ -59,6 +59,12 @@ def load_scalars(run: Path) -> dict[str, tuple[list[int], list[float]]]:
     return out
 
 
+def x_values(steps: list[int], samples_per_step: int | None) -> list[int]:
+    """The x axis: logged steps, or samples seen: logged step s is the (s + 1)-th update, so (s + 1) × the
+    completions per step have been trained on by then."""
+    return [(step + 1) * samples_per_step for step in steps] if samples_per_step else list(steps)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -70,7 +76,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def plot_tag(tag: str, series: list[tuple[str, list[int], list[float]]], smooth: float, size: tuple[int, int],
-             path: Path) -> None:
+             path: Path, samples_per_step: int | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,11 +87,12 @@ def plot_tag(tag: str, series: list[tuple[str, list[int], list[float]]], smooth:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (label, steps, values) in enumerate(series):
         color = colors[k % len(colors)]
+        steps = x_values(steps, samples_per_step)
         ax.plot(steps, values, color=color, alpha=0.25, linewidth=1.0)
         marker = "o" if len(steps) <= 30 else None  # sparse series (validation) stay readable
         ax.plot(steps, ema(values, smooth), color=color, linewidth=2.0, label=label, marker=marker, markersize=4)
     ax.set_title(tag)
-    ax.set_xlabel("step")
+    ax.set_xlabel(f"samples seen ({samples_per_step} completions per step)" if samples_per_step else "step")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
@@ -101,6 +108,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--smooth", type=float, default=0.6, help="EMA weight in [0, 1) for the solid curve")
     parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: <first run>/plots)")
     parser.add_argument("--size", type=parse_size, default=(1200, 800), help="PNG size WIDTHxHEIGHT in pixels")
+    parser.add_argument("--samples-per-step", type=int, default=None,
+                        help="x axis in samples seen: completions per step (data.batch_size × model.num_generations; "
+                             "not for runs with dynamic sampling, whose steps differ)")
     args = parser.parse_args(argv)
     if not 0 <= args.smooth < 1:
         parser.error(f"--smooth must be in [0, 1), got {args.smooth}")
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     for tag in dict.fromkeys(tags):
         series = [(label, *scalars[tag]) for label, scalars in data if tag in scalars]
         path = out / (tag.replace("/", "_") + ".png")
-        plot_tag(tag, series, args.smooth, args.size, path)
+        plot_tag(tag, series, args.smooth, args.size, path, args.samples_per_step)
         written.append(path)
         print(path)
     return written
