@@ -97,7 +97,7 @@ class GRPOModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None,
         attn_implementation: str | None = None,
-        logprob_chunk_tokens: int = 1024,
+        logprob_chunk_tokens: int | None = 256,
         bf16_reference: bool = True,
         max_consecutive_nonfinite: int = 3,
         mask_truncated_completions: bool = False,
@@ -140,7 +140,8 @@ class GRPOModule(L.LightningModule):
                 installed); None = transformers' default.
             logprob_chunk_tokens: tokens per chunk when the LM head turns hidden states into log-probs: the full
                 vocabulary's logits exist for one chunk at a time (forward and backward), never for a whole
-                micro-batch. Models whose logits are more than head(decoder(x)) keep their full logits.
+                micro-batch. Models whose logits are more than head(decoder(x)) keep their full logits; None =
+                always the full logits (the path before chunking, for comparisons).
             bf16_reference: under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its
                 memory; its matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/test_logprobs.py).
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
@@ -196,7 +197,10 @@ class GRPOModule(L.LightningModule):
                               f"{type(self.engine).__name__} cannot (it shares the trainer's weights or process); use "
                               "model.engine: VLLMServerEngine, or set async_generation: false")
         self.one_step_off = OneStepOff() if async_generation else None
-        self.completion_logprobs = CompletionLogprobs(sampling.temperature, logprob_chunk_tokens)
+        if logprob_chunk_tokens is not None and logprob_chunk_tokens < 1:
+            raise ConfigError(f"model.logprob_chunk_tokens must be >= 1 (or null for full logits), got {logprob_chunk_tokens}")
+        self.completion_logprobs = CompletionLogprobs(sampling.temperature, logprob_chunk_tokens or 1,
+                                                      chunked=logprob_chunk_tokens is not None)
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
         self.policy = load_policy(model_name_or_path, torch_dtype, attn_implementation)

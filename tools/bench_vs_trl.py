@@ -71,8 +71,11 @@ SETTINGS = {  # extra arguments of each implementation's command
                        "--model.engine=VLLMEngine", "--model.engine.dtype=bfloat16",
                        f"--model.engine.kv_cache_memory_bytes={1 << 30}", "--trainer.callbacks+=VLLMRollout"]},
 }
+SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],  # r1lit's fastest here: vllm without checkpointing (more memory)
+                    "r1lit": [a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a]}
 DESCRIBE = {"best": "bf16 autocast + gradient checkpointing", "fp32": "fp32, no checkpointing",
-            "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate"}
+            "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate",
+            "fast": "r1lit: bf16 autocast + vLLM, no checkpointing; TRL: best"}
 
 
 def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
