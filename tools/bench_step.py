@@ -43,10 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (default: a temporary folder)")
     args = parser.parse_args()
     script = Path(sys.executable).parent / "r1lit"
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.out.resolve()) if args.out else scratch
         for name in args.engines:
             start = time.perf_counter()
             command = [str(script), "fit", "--config", str(ROOT / "configs" / "smollm2-cpu.yaml"),
@@ -59,11 +61,15 @@ def main() -> None:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             logged = scalars(next(Path(tmp, name).glob("version_*")))
             medians = {t: statistics.median(logged[t][1:]) if len(logged.get(t, [])) > 1 else float("nan") for t in TAGS}
+            rewards = logged["reward"]  # the curve: mean of the first 5 and of the last 10 steps
+            medians["reward 1-5"] = statistics.mean(rewards[:5])
+            medians["reward last 10"] = statistics.mean(rewards[-10:])
             rows.append((name, wall, medians))
     print(f"\nembedded default, {args.steps} steps, medians over steps 2..{args.steps}")
-    print(f"{'engine':10} {'wall s':>7} " + " ".join(f"{t:>16}" for t in TAGS))
+    columns = [*TAGS, "reward 1-5", "reward last 10"]
+    print(f"{'engine':16} {'wall s':>7} " + " ".join(f"{t:>16}" for t in columns))
     for name, wall, medians in rows:
-        print(f"{name:10} {wall:7.0f} " + " ".join(f"{medians[t]:16.3f}" for t in TAGS))
+        print(f"{name:16} {wall:7.0f} " + " ".join(f"{medians[t]:16.3f}" for t in columns))
 
 
 if __name__ == "__main__":
