@@ -41,25 +41,26 @@ def lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
 
 
 def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
-                 entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
-    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c]), float32, through one chunk's logits [c, V].
-    The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus); otherwise it is a metric."""
+                 entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c] or None), float32, through one chunk's logits
+    [c, V]. The entropy is computed only when asked, and carries a gradient only for ``"grad"`` (an entropy bonus)."""
     logits = head(hidden).float() / temperature  # [c, V]
     lse = torch.logsumexp(logits, dim=-1)  # [c]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    source = logits if entropy_grad else logits.detach()
-    entropy = lse if entropy_grad else lse.detach()
-    entropy = entropy - (torch.softmax(source, dim=-1) * source).sum(dim=-1)
-    return picked, entropy
+    if entropy == "none":
+        return picked, None
+    if entropy == "metric":
+        logits, lse = logits.detach(), lse.detach()
+    return picked, lse - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
 
 
 def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float = 1.0,
-                  chunk_tokens: int = 1024, entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
-    """Log-probs and entropies of ``targets`` under softmax(head(hidden) / temperature), ``chunk_tokens`` at a time.
+                  chunk_tokens: int = 1024, entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+    """Log-probs of ``targets`` under softmax(head(hidden) / temperature), ``chunk_tokens`` at a time, and their
+    entropies when asked (``"metric"``: without gradient; ``"grad"``: with it).
 
-    hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32,
-    with gradient only if ``entropy_grad``). With gradients on, each chunk is checkpointed: its logits are
-    recomputed in backward, not kept.
+    hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32 or
+    None). With gradients on, each chunk is checkpointed: its logits are recomputed in backward, not kept.
     """
     n, T = targets.shape
     flat_hidden, flat_targets = hidden.reshape(n * T, hidden.shape[-1]), targets.reshape(n * T)
@@ -68,15 +69,15 @@ def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature:
     for start in range(0, n * T, chunk_tokens):
         h, t = flat_hidden[start:start + chunk_tokens], flat_targets[start:start + chunk_tokens]
         if grad:
-            lp, ent = checkpoint(_chunk_logps, head, h, t, temperature, entropy_grad, use_reentrant=False)
+            lp, ent = checkpoint(_chunk_logps, head, h, t, temperature, entropy, use_reentrant=False)
         else:
-            lp, ent = _chunk_logps(head, h, t, temperature)
+            lp, ent = _chunk_logps(head, h, t, temperature, entropy)
         logps.append(lp)
         entropies.append(ent)
     if not logps:  # nothing to score, yet stay in the graph so backward still reaches every parameter (as logits would)
         empty = head(hidden).float().sum(dim=-1) * 0.0  # [n, T]
-        return empty, empty.detach()
-    return torch.cat(logps).view(n, T), torch.cat(entropies).view(n, T)
+        return empty, (None if entropy == "none" else empty.detach())
+    return torch.cat(logps).view(n, T), (None if entropy == "none" else torch.cat(entropies).view(n, T))
 
 
 @torch.no_grad()
@@ -125,8 +126,7 @@ class CompletionLogprobs:
             decoder, head = lm_parts(model)
             hidden = decoder(**inputs).last_hidden_state  # [n, P + width, H]
             hidden = hidden[:, hidden.shape[1] - width - 1:-1]  # [n, width, H]: position t predicts token t
-            logps, ent = head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy == "grad")
-            return logps, (ent if entropy != "none" else None)
+            return head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy)
         logits = model(**inputs, logits_to_keep=width + 1).logits[:, :-1]  # [n, width, V]
         logps = selective_log_softmax(logits, targets, self.temperature)
         if entropy == "grad":

@@ -16,7 +16,7 @@ def test_head_logprobs_by_hand():
     with torch.no_grad():
         head.weight.copy_(torch.eye(2))
     hidden = torch.tensor([[[math.log(3.0), 0.0], [math.log(3.0), 0.0]]])  # [1, 2, 2]
-    logps, entropy = head_logprobs(head, hidden, torch.tensor([[0, 1]]), chunk_tokens=1)
+    logps, entropy = head_logprobs(head, hidden, torch.tensor([[0, 1]]), chunk_tokens=1, entropy="metric")
     assert logps.tolist()[0] == pytest.approx([math.log(0.75), math.log(0.25)], abs=1e-6)
     assert entropy.tolist()[0] == pytest.approx([0.5623351] * 2, abs=1e-6)  # -(3/4 ln 3/4 + 1/4 ln 1/4)
 
@@ -42,7 +42,8 @@ def test_chunked_path_equals_full_logits_in_value_and_gradient(tiny_model_dir, c
 
     decoder, head = lm_parts(model)
     hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
-    logps, entropy = head_logprobs(head, hidden, targets, temperature, chunk_tokens=chunk)
+    logps, entropy = head_logprobs(head, hidden, targets, temperature, chunk_tokens=chunk, entropy="metric")
+    assert head_logprobs(head, hidden.detach(), targets, temperature, chunk)[1] is None  # entropy only when asked
     (logps * torch.linspace(0.5, 1.5, logps.numel()).view_as(logps)).sum().backward()
     assert (logps - reference).abs().max() < 1e-6
     assert (entropy - ref_entropy).abs().max() < 1e-5
