@@ -405,10 +405,11 @@ class GRPOModule(L.LightningModule):
 
         ds_engine = deepspeed_engine(self.trainer)
         sampler = rollout.sampler_logprobs  # [N, C] or None
-        seen_trainer, seen_sampler = [], []  # pre-update trainer vs sampler log-probs, for the mismatch metrics
+        # the trainer's pre-update log-probs of the sampled tokens, [N, C], for the mismatch metrics (no host sync here)
+        pre_update = torch.zeros(mask.shape, device=mask.device) if sampler is not None else None
         old_logps = ref_logps = None
         zero = torch.zeros((), device=mask.device)
-        sums = {"entropy": zero, "entropy_tokens": zero, "trained_entropy": zero, "trained_tokens": zero, "is_masked": zero}
+        sums = {"entropy": zero, "tokens": zero, "trained_entropy": zero, "trained_tokens": zero, "is_masked": zero}
         with torch.no_grad():
             if self.num_iterations > 1 or self.top_entropy_quantile < 1.0:
                 old_logps, old_entropy = self._logps_batched(self.policy, input_ids, attention, mask, slices, entropy=True)
@@ -434,7 +435,7 @@ class GRPOModule(L.LightningModule):
                     if iteration == 0:
                         h, pg = entropy.detach(), pg_mask[mb, :width]
                         sums["entropy"] = sums["entropy"] + (h * m).sum()
-                        sums["entropy_tokens"] = sums["entropy_tokens"] + m.sum()
+                        sums["tokens"] = sums["tokens"] + m.sum()
                         sums["trained_entropy"] = sums["trained_entropy"] + (h * pg).sum()
                         sums["trained_tokens"] = sums["trained_tokens"] + pg.sum()
                     old = old_logps[mb, :width] if old_logps is not None else logps.detach()
@@ -443,8 +444,7 @@ class GRPOModule(L.LightningModule):
                     if sampler is not None:
                         sampled = sampler[mb, :width]
                         if iteration == 0:
-                            seen_trainer.append(old[m.bool()])
-                            seen_sampler.append(sampled[m.bool()])
+                            pre_update[mb, :width] = old.detach()
                         if self.importance_sampling is not None:
                             is_weights = self.importance_sampling.weights(old, sampled, m)
                             if iteration == 0:
@@ -475,14 +475,13 @@ class GRPOModule(L.LightningModule):
         out = {
             "loss": host["loss"], "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
             "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
-            "entropy": host["entropy"] / max(host["entropy_tokens"], 1.0),
+            "entropy": host["entropy"] / max(host["tokens"], 1.0),
             "entropy_trained": host["trained_entropy"] / max(host["trained_tokens"], 1.0),
         }
-        if seen_trainer:
-            trainer_lp, sampler_lp = torch.cat(seen_trainer), torch.cat(seen_sampler)
-            out.update(sampling_mismatch(trainer_lp, sampler_lp, torch.ones_like(trainer_lp)))
+        if pre_update is not None:
+            out.update(sampling_mismatch(pre_update, sampler, mask))
             if self.importance_sampling is not None:
-                out["is_masked_ratio"] = host["is_masked"] / max(trainer_lp.numel(), 1)
+                out["is_masked_ratio"] = host["is_masked"] / max(host["tokens"], 1.0)
         return out
 
     @torch.no_grad()
