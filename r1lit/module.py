@@ -260,8 +260,7 @@ class GRPOModule(L.LightningModule):
             self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
         in_flight = checkpoint.get("r1lit_in_flight")
         if self.one_step_off is not None and in_flight is not None:
-            same_world = in_flight["world_size"] == self.trainer.world_size
-            self.one_step_off.load_state_dict(in_flight["ranks"][self.global_rank] if same_world else None)
+            self.one_step_off.load_state_dict(in_flight, self.global_rank, self.trainer.world_size)
 
     def configure_optimizers(self):
         optimizer = (self.make_optimizer or default_optimizer)(self.policy.parameters())

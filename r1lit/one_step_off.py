@@ -71,5 +71,13 @@ class OneStepOff:
         return {"problems": p.problems, "batch": p.batch, "weights_step": p.weights_step,
                 "skipped": p.skipped, "rollout": rollout_state(p.future.result().to("cpu"))}
 
-    def load_state_dict(self, state: dict | None) -> None:
-        self.pending, self.restored = None, state
+    def load_state_dict(self, saved: dict, rank: int, world_size: int) -> None:
+        """This rank's rollout from a checkpoint's ``{"world_size", "ranks"}``; a checkpoint written on another number
+        of ranks holds other ranks' batches, so its rollouts are dropped (generated again, with a warning)."""
+        self.pending, self.restored = None, None
+        if saved["world_size"] == world_size:
+            self.restored = saved["ranks"][rank]
+        elif any(state is not None for state in saved["ranks"]):
+            rank_zero_warn(f"[r1lit] the checkpoint's rollouts in flight were generated on {saved['world_size']} ranks, "
+                           f"this run has {world_size}: the first step generates its rollout now instead, so it is not "
+                           "the uninterrupted run's")

@@ -105,3 +105,16 @@ def test_lookahead_loader_hands_each_batch_its_successor():
 def test_async_generation_with_an_engine_that_shares_the_weights_is_refused(tiny_model_dir):
     with pytest.raises(ConfigError, match="VLLMServerEngine"):
         module(tiny_model_dir, engine=HFEngine())
+
+
+def test_rollouts_in_flight_from_another_world_size_are_dropped_with_a_warning():
+    """A checkpoint from 2 ranks holds rank 1's batch too: on 1 rank its rollouts cannot be the right ones."""
+    from r1lit.one_step_off import OneStepOff
+
+    saved = {"world_size": 2, "ranks": [{"problems": ["a"]}, {"problems": ["b"]}]}
+    pipeline = OneStepOff()
+    with pytest.warns(UserWarning, match="generated on 2 ranks, this run has 1"):
+        pipeline.load_state_dict(saved, rank=0, world_size=1)
+    assert pipeline.restored is None and pipeline.take(["a"]) is None
+    pipeline.load_state_dict(saved, rank=1, world_size=2)
+    assert pipeline.restored == {"problems": ["b"]}
