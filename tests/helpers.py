@@ -4,6 +4,7 @@ Fixtures live in conftest.py; test files import helpers from here, never from ea
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
@@ -202,3 +203,13 @@ def fingerprint(model) -> float:
     with torch.no_grad():
         return float(sum((p.double().flatten() * torch.linspace(1, 2, p.numel(), dtype=torch.float64)).sum()
                          for p in model.parameters()))
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (tools are scripts, not a package), registered in ``sys.modules`` so that
+    its dataclasses find their module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

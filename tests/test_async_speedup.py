@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("async_speedup", ROOT / "tools" / "async_speedup.py")
-model = importlib.util.module_from_spec(spec)
-sys.modules["async_speedup"] = model
-spec.loader.exec_module(model)
+from helpers import load_tool
+
+model = load_tool("async_speedup")
 
 
 def test_generation_bound_step():

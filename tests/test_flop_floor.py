@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("flop_floor", ROOT / "tools" / "flop_floor.py")
-ff = importlib.util.module_from_spec(spec)
-sys.modules["flop_floor"] = ff  # dataclasses look their module up there
-spec.loader.exec_module(ff)
+from helpers import load_tool
+
+ff = load_tool("flop_floor")
 
 # hidden 4, intermediate 8, 2 layers, 2 heads of 2 dims (q: 4 -> 4), 1 kv head (k, v: 4 -> 2), vocab 10
 TINY = ff.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, kv_heads=1, head_dim=2, vocab=10)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from r1lit.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher
+from helpers import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("probe_tasks", ROOT / "tools" / "probe_tasks.py")
-probe = importlib.util.module_from_spec(spec)
-sys.modules["probe_tasks"] = probe
-spec.loader.exec_module(probe)
+probe = load_tool("probe_tasks")
 
 
 def test_summary_by_hand():

@@ -1,7 +1,6 @@
 """A tiny `r1lit fit` with the completion log, the aha monitor and validation, read back the way a user would:
 TensorBoard event files, the jsonl log, and PNGs from tools/plot_metrics.py. Also the counters across a resume."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -19,17 +18,9 @@ from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.module import GRPOModule
 from r1lit.rewards import AccuracyReward
 from r1lit.rollout import SamplingConfig
-from helpers import scalars, tiny_config, write_config
+from helpers import load_tool, scalars, tiny_config, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS, B, G = 4, 2, 4
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +78,7 @@ def test_completion_log_schema(run_dir):
 
 @pytest.mark.slow
 def test_plot_tool_draws_curves_of_the_requested_size(run_dir, tmp_path):
-    written = _tool("plot_metrics").main([str(run_dir), "--tags", "reward", "reward_std", "aha/*", "--size", "640x480",
+    written = load_tool("plot_metrics").main([str(run_dir), "--tags", "reward", "reward_std", "aha/*", "--size", "640x480",
                                           "--out", str(tmp_path)])
     names = {p.name for p in written}
     assert {"reward.png", "reward_std.png", "aha_reflection_rate.png", "aha_aha_rate.png"} <= names
@@ -100,7 +91,7 @@ def test_plot_tool_draws_curves_of_the_requested_size(run_dir, tmp_path):
 
 
 def test_plot_tool_smoothing_and_bad_input(tmp_path, capsys):
-    tool = _tool("plot_metrics")
+    tool = load_tool("plot_metrics")
     # weight 0.5: step 1: 0.5·0 + 0.5·1 = 0.5, debiased by 1 − 0.5 = 1.0; step 2: 0.25 / 0.75 = 1/3
     assert tool.ema([1.0, 0.0], 0.5) == pytest.approx([1.0, 1 / 3])
     assert tool.ema([2.0, float("nan"), 2.0], 0.9) == pytest.approx([2.0, float("nan"), 2.0], nan_ok=True)
@@ -118,7 +109,7 @@ def test_plot_tool_smoothing_and_bad_input(tmp_path, capsys):
 @pytest.mark.slow
 def test_plot_tool_names_available_tags_for_an_unknown_one(run_dir, capsys):
     with pytest.raises(SystemExit):
-        _tool("plot_metrics").main([str(run_dir), "--tags", "rewrad"])
+        load_tool("plot_metrics").main([str(run_dir), "--tags", "rewrad"])
     err = capsys.readouterr().err
     assert "['rewrad'] not found" in err and "reward_std" in err
 
