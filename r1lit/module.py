@@ -22,42 +22,42 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from r1lit.difficulty import DifficultyFilter
-from r1lit.dynamic_sampling import DynamicSampling, Scored, zero_spread
-from r1lit.entropy import high_entropy_mask
+from r1lit.producer.difficulty import DifficultyFilter
+from r1lit.producer.dynamic_sampling import DynamicSampling, Scored, zero_spread
+from r1lit.grpo.entropy import high_entropy_mask
 from r1lit.errors import ConfigError
-from r1lit.losses import (
+from r1lit.grpo.losses import (
     GRPOLoss,
     ImportanceSampling,
     LossStats,
     group_advantages,
     trained_rows,
 )
-from r1lit.logprobs import CompletionLogprobs
-from r1lit.models import disable_dropout_in_model, load_policy, load_tokenizer
-from r1lit.nonfinite import NonFiniteGuard
-from r1lit.one_step_off import OneStepOff, Pending
-from r1lit.optim import CosineWithWarmup, default_optimizer
+from r1lit.policy.logprobs import CompletionLogprobs
+from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
+from r1lit.training.nonfinite import NonFiniteGuard
+from r1lit.producer.one_step_off import OneStepOff, Pending
+from r1lit.training.optim import CosineWithWarmup, default_optimizer
 from r1lit.rewards.accuracy import AccuracyReward
-from r1lit.rewards.answers import extract_answer
+from r1lit.grading.answers import extract_answer
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions, weighted_sum
 from r1lit.rollout.background import BackgroundGeneration, finished
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
-from r1lit.rollout.seeds import derive_seed
+from r1lit.training.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
-from r1lit.ranks import gather_objects, gather_uneven, max_over_ranks
-from r1lit.groups import scored_groups
-from r1lit.metrics import (
+from r1lit.training.distributed import gather_objects, gather_uneven, max_over_ranks
+from r1lit.grpo.groups import scored_groups
+from r1lit.grpo.metrics import (
     as_tensors,
     dynamic_sampling_metrics,
     optimise_metrics,
     rollout_metrics,
     sampling_mismatch,
 )
-from r1lit.validation import PassAtK
-from r1lit.zero import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
+from r1lit.eval.pass_at_k import PassAtK
+from r1lit.training.deepspeed import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
 
 DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
@@ -77,7 +77,7 @@ def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: 
 
 
 class GRPOModule(L.LightningModule):
-    """Coordinates rollout → score → advantage → optimise → log; the formulas live in ``r1lit.losses``."""
+    """Coordinates rollout → score → advantage → optimise → log; the formulas live in ``r1lit.grpo.losses``."""
 
     def __init__(
         self,
@@ -143,7 +143,7 @@ class GRPOModule(L.LightningModule):
                 micro-batch. Models whose logits are more than head(decoder(x)) keep their full logits; None =
                 always the full logits (the path before chunking, for comparisons).
             bf16_reference: under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its
-                memory; its matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/test_logprobs.py).
+                memory; its matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/unit/policy/test_logprobs.py).
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
             mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
@@ -248,7 +248,7 @@ class GRPOModule(L.LightningModule):
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
         if self.difficulty_filter is not None:
             checkpoint["difficulty_filter"] = self.difficulty_filter.state_dict()
-        if self.one_step_off is not None:  # every rank's rollout in flight (see r1lit.one_step_off)
+        if self.one_step_off is not None:  # every rank's rollout in flight (see r1lit.producer.one_step_off)
             checkpoint["r1lit_in_flight"] = {"world_size": self.trainer.world_size,
                                              "ranks": gather_objects(self.one_step_off.state_dict())}
 

@@ -22,7 +22,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
-    from r1lit.models import load_tokenizer
+    from r1lit.policy.loading import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
 

@@ -4,7 +4,7 @@
         [--limit 20] [--context 200]
 
 The argument is the run folder (its ``completions.jsonl``, written by the ``CompletionLog`` callback) or the jsonl
-file itself. Phrases are those of ``AhaMonitor`` (``r1lit.phrases``): whole words, any case. Examples come in the
+file itself. Phrases are those of ``AhaMonitor`` (``r1lit.eval.phrases``): whole words, any case. Examples come in the
 order they were logged, so the first one printed for a kind is its earliest logged sighting.
 """
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from r1lit.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher, excerpt
+from r1lit.eval.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher, excerpt
 
 
 def read_log(path: Path) -> list[dict]:

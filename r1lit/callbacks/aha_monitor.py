@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from r1lit.callbacks.run_info import log_step, run_dir, samples_seen
 from r1lit.errors import ConfigError
-from r1lit.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher, excerpt
+from r1lit.eval.phrases import AHA_PHRASES, REFLECTION_PHRASES, PhraseMatcher, excerpt
 
 
 class AhaMonitor(L.Callback):
@@ -42,10 +42,10 @@ class AhaMonitor(L.Callback):
     ):
         """
         Args:
-            reflection_phrases: phrases that mark reflection (None = ``r1lit.phrases.REFLECTION_PHRASES``: "wait",
+            reflection_phrases: phrases that mark reflection (None = ``r1lit.eval.phrases.REFLECTION_PHRASES``: "wait",
                 "but wait", "let me check", "re-evaluate", "this is incorrect", "I made a mistake", …). Matched as
                 whole words, any case, any whitespace between words.
-            aha_phrases: phrases that mark an aha moment (None = ``r1lit.phrases.AHA_PHRASES``: "aha", "eureka", …).
+            aha_phrases: phrases that mark an aha moment (None = ``r1lit.eval.phrases.AHA_PHRASES``: "aha", "eureka", …).
             accuracy_reward: name of the reward whose score says whether a completion is correct.
             correct_threshold: a completion is correct when that reward's score is at least this.
             excerpt_chars: characters of context either side of the phrase in a first sighting's excerpt.

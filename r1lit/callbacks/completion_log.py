@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from r1lit.callbacks.run_info import EveryNSteps, log_step, run_dir, samples_seen
 from r1lit.callbacks.text import clip, scores_line
 from r1lit.errors import ConfigError
-from r1lit.groups import COMPLETION_FIELDS
+from r1lit.grpo.groups import COMPLETION_FIELDS
 
 # The keys of one line of the log, in order (tests check them; tools/find_aha.py reads them): where the step is,
 # which group and problem, then the completion's own fields (ScoredCompletion's, its text as "completion").

@@ -11,7 +11,7 @@ from typing import Literal
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from r1lit.checkpoints import resume_hint
+from r1lit.training.checkpoints import resume_hint
 from r1lit.errors import R1LitError
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import lightning as L
 
 from r1lit.callbacks.run_info import EveryNSteps
-from r1lit.export import DTYPES, save_pretrained
-from r1lit.zero import gathered, zero_stage
+from r1lit.policy.export import DTYPES, save_pretrained
+from r1lit.training.deepspeed import gathered, zero_stage
 
 
 class HFExport(L.Callback):

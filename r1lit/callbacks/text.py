@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from r1lit.groups import ScoredCompletion
+    from r1lit.grpo.groups import ScoredCompletion
 
 
 def clip(text: str, max_chars: int | None) -> str:

@@ -13,9 +13,9 @@ from r1lit.data.prompts import ChatPrompt, PromptTemplate
 from r1lit.data.sampler import ResumableLoader, ResumableSampler
 from r1lit.data.sources import ProblemSource
 from r1lit.errors import ConfigError, DataError
-from r1lit.models import load_tokenizer
-from r1lit.rewards.golds import is_prose_gold
-from r1lit.rewards.verifier import SafeVerifier
+from r1lit.policy.loading import load_tokenizer
+from r1lit.grading.golds import is_prose_gold
+from r1lit.grading.verifier import SafeVerifier
 
 SHOWN_EXAMPLES = 3  # dropped golds quoted in the load report, per reason
 
@@ -23,7 +23,7 @@ SHOWN_EXAMPLES = 3  # dropped golds quoted in the load report, per reason
 class MathDataModule(L.LightningDataModule):
     """Loads problems from a source, renders prompts, drops those over ``max_prompt_length`` tokens and rejects gold
     answers that cannot be graded (they could never be rewarded correctly): prose (``Proof``, a sentence; see
-    ``r1lit.rewards.golds``) and golds that neither parse nor read as well-formed text. The load report counts each
+    ``r1lit.grading.golds``) and golds that neither parse nor read as well-formed text. The load report counts each
     reason and quotes a few of the dropped golds. Batches are lists of prompts; the module samples G completions
     for each.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from r1lit.rollout.seeds import derive_seed
+from r1lit.training.seeds import derive_seed
 
 EXTRA_STREAM_KEY = 0xE7  # keeps these shuffles apart from every other seed derived from data.seed
 

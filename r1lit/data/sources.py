@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from r1lit.errors import ConfigError, DataError
-from r1lit.rewards.answers import final_boxed, gsm8k_answer
+from r1lit.grading.answers import final_boxed, gsm8k_answer
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 

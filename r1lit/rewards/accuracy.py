@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Literal
 
 from r1lit.errors import ConfigError
-from r1lit.rewards.answers import extract_answer
+from r1lit.grading.answers import extract_answer
 from r1lit.rewards.base import Reward
-from r1lit.rewards.verifier import SafeVerifier
+from r1lit.grading.verifier import SafeVerifier
 
 
 class AccuracyReward(Reward):
     """The answer in the last complete ``<answer>…</answer>`` pair (or the last run of boxes) checked against the
     gold answer with math-verify.
 
-    Extraction is ``r1lit.rewards.answers.extract_answer``; both sides are then normalised alike
-    (``r1lit.rewards.normalise``) and numbers compared relative to the gold (``r1lit.rewards.tolerance``). No
+    Extraction is ``r1lit.grading.answers.extract_answer``; both sides are then normalised alike
+    (``r1lit.grading.normalise``) and numbers compared relative to the gold (``r1lit.grading.tolerance``). No
     answer, an answer longer than ``max_answer_chars``, a prose gold, an answer or gold that does not parse, or a
-    check that runs out of time all score 0. Checks run in worker processes (see ``r1lit.rewards.verifier``);
+    check that runs out of time all score 0. Checks run in worker processes (see ``r1lit.grading.verifier``);
     model text is never evaluated as code.
     """
 

@@ -6,13 +6,13 @@ from typing import Literal
 
 from r1lit.errors import ConfigError
 from r1lit.rewards.base import Reward
-from r1lit.rewards.tags import is_think_then_answer, tag_counts
+from r1lit.grading.tags import is_think_then_answer, tag_counts
 
 
 class FormatReward(Reward):
     """1.0 when the completion is one ``<think>…</think>``, optional whitespace, then one ``<answer>…</answer>``.
 
-    The tags are read by the shared scanner (``r1lit.rewards.tags``): a second or nested answer or think block, a
+    The tags are read by the shared scanner (``r1lit.grading.tags``): a second or nested answer or think block, a
     stray tag, or any text before the first tag or after the last makes it not the format (the seed's lazy regex
     ``^<think>.*?</think>\\s*<answer>.*?</answer>$`` accepted ``…<answer>1</answer><answer>2</answer>``).
 

@@ -1,47 +1,6 @@
-"""Code that runs inside vLLM's worker (in process, or in a vLLM server started with
-``--worker-extension-cls r1lit.rollout.vllm_worker.R1LitWorkerExtension``). Written for vLLM 0.32's ``Worker``:
-``reload_weights(weights_iterator=...)`` and ``model_runner.model``."""
+"""An alias for attach commands that name the short path: ``--worker-extension-cls
+r1lit.rollout.vllm_worker.R1LitWorkerExtension`` is the same class as ``r1lit.rollout.vllm.worker.R1LitWorkerExtension``."""
 
-from __future__ import annotations
+from r1lit.rollout.vllm.worker import R1LitWorkerExtension
 
-PROTOCOL = 1  # bumped when the methods below change; the trainer checks it at start
-
-
-def refresh_tied_lm_head(worker) -> None:
-    """A tied lm_head shares the embedding's storage but some backends keep a processed copy (repacked for
-    oneDNN on CPU) that ``reload_weights`` does not rebuild."""
-    model = worker.model_runner.model
-    lm_head = getattr(model, "lm_head", None)
-    method = getattr(lm_head, "quant_method", None)
-    if lm_head is not None and method is not None and hasattr(method, "process_weights_after_loading"):
-        method.process_weights_after_loading(lm_head)
-
-
-class R1LitWorkerExtension:
-    """Mixed into vLLM's worker class by ``worker_extension_cls``; its methods are callable through the server's
-    ``/collective_rpc`` route (``VLLM_SERVER_DEV_MODE=1``), whose arguments are strings."""
-
-    def r1lit_info(self) -> dict:
-        """What the trainer checks before it trusts this server: protocol, model, lengths, budget, device."""
-        from vllm.platforms import current_platform
-
-        model, scheduler = self.vllm_config.model_config, self.vllm_config.scheduler_config
-        return {
-            "protocol": PROTOCOL,
-            "model": model.model,
-            "max_model_len": model.max_model_len,
-            "logprobs_mode": str(model.logprobs_mode),
-            "max_num_batched_tokens": scheduler.max_num_batched_tokens,
-            "max_num_seqs": scheduler.max_num_seqs,
-            "device": current_platform.device_type,
-        }
-
-    def r1lit_load_weights(self, path: str) -> int:
-        """Load a safetensors file of the policy's (name, tensor) pairs into the running model; returns how many
-        tensors were loaded."""
-        from safetensors.torch import load_file
-
-        weights = load_file(path)
-        self.reload_weights(weights_iterator=iter(weights.items()))
-        refresh_tied_lm_head(self)
-        return len(weights)
+__all__ = ["R1LitWorkerExtension"]

@@ -1,0 +1,286 @@
+"""The FLOP floor of one GRPO step on this machine: the model's own GEMM shapes timed in bf16 and fp32, the step's
+arithmetic counted, and a measured step time's ratio to the floor.
+
+    .venv/bin/python benchmarks/flop_floor.py [--prompts 4] [--generations 4] [--completion-tokens 64] [--decode-steps 64]
+        [--step-seconds r1lit-best=20.7 trl-best=27.3 …] [--threads 2] [--smoke]
+
+benchmarks/bench_vs_trl.py runs it at the end with the workload's measured completion lengths and step times.
+
+Counted (2 FLOPs per multiply-add; N = prompts × generations sequences, P prompt tokens, C completion tokens, both
+means over real tokens, no padding):
+- policy forward + backward = 3 × forward over N·(P + C) tokens (backward = grad-input + grad-weight GEMMs; the
+  extra forward of gradient checkpointing is not counted);
+- reference forward = 1 × forward over the same tokens;
+- prefill of the B distinct prompts (HF generate prefills all N copies; a floor needs each prompt once);
+- decode: ``decode-steps`` − 1 passes over N sequences (the first token comes from the prefill), each new token
+  attending to everything before it.
+A forward per token = the 7 linear layers of each block + causal attention (QKᵀ and AV over the positions before it)
++ the LM head on the completion tokens only (what both trainers keep logits for; the prefill keeps its last one).
+
+The floor's time = all FLOPs / the model's GEMM rate (forward and backward shapes at the training token count, the
+FLOP-weighted rate over them), plus the decode passes' weight reads (the weights in the setting's dtype, read once per
+pass, at the bandwidth of a large tensor copy). Norms, softmax, RoPE, the optimizer and sampling are left out: a step
+cannot be faster than this, and its ratio to it says how much room there is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP count needs from a decoder-only (Llama-style) model's config."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+    @classmethod
+    def from_config(cls, config) -> "ModelShape":
+        heads = config.num_attention_heads
+        return cls(
+            hidden=config.hidden_size, intermediate=config.intermediate_size, layers=config.num_hidden_layers,
+            heads=heads, kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads, vocab=config.vocab_size,
+        )
+
+    def linears(self) -> dict[str, tuple[int, int, int]]:
+        """One block's linear layers as name -> (in features, out features, how many of this shape)."""
+        h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate
+        shapes: dict[tuple[int, int], list[str]] = {}
+        for name, shape in [("q", (h, q)), ("k", (h, kv)), ("v", (h, kv)), ("o", (q, h)), ("gate", (h, i)),
+                            ("up", (h, i)), ("down", (i, h))]:
+            shapes.setdefault(shape, []).append(name)
+        return {"/".join(names): (a, b, len(names)) for (a, b), names in shapes.items()}
+
+    def block_params(self) -> int:
+        """Weights of one block's linear layers."""
+        return sum(a * b * n for a, b, n in self.linears().values())
+
+    def matmul_params(self) -> int:
+        """Weights a forward pass multiplies by: every block's linears and the LM head (tied or not, read once)."""
+        return self.layers * self.block_params() + self.hidden * self.vocab
+
+
+def linear_flops(shape: ModelShape, tokens: float) -> float:
+    """FLOPs of all blocks' linear layers over ``tokens`` tokens."""
+    return 2.0 * shape.layers * shape.block_params() * tokens
+
+
+def lm_head_flops(shape: ModelShape, tokens: float) -> float:
+    """FLOPs of the LM head for ``tokens`` positions whose logits are kept."""
+    return 2.0 * shape.hidden * shape.vocab * tokens
+
+
+def attention_flops(shape: ModelShape, context_sum: float) -> float:
+    """FLOPs of QKᵀ and AV in every block, where ``context_sum`` is Σ over queries of the positions each attends to."""
+    return 4.0 * shape.layers * shape.heads * shape.head_dim * context_sum
+
+
+def causal_context_sum(length: float) -> float:
+    """Σ over a causal sequence of ``length`` tokens of the positions each attends to (itself included)."""
+    return length * (length + 1) / 2
+
+
+def forward_flops(shape: ModelShape, sequences: int, length: float, logit_tokens: float) -> float:
+    """One forward over ``sequences`` sequences of ``length`` tokens, logits kept for ``logit_tokens`` of each."""
+    per_sequence = (linear_flops(shape, length) + attention_flops(shape, causal_context_sum(length))
+                    + lm_head_flops(shape, logit_tokens))
+    return sequences * per_sequence
+
+
+def decode_flops(shape: ModelShape, sequences: int, prompt_tokens: float, passes: int) -> float:
+    """``passes`` one-token forwards over ``sequences`` sequences after a prefill of ``prompt_tokens``: pass t
+    (1-based) feeds the t-th generated token, which attends to the prompt, the tokens before it and itself."""
+    context_sum = passes * prompt_tokens + passes * (passes + 1) / 2
+    per_sequence = linear_flops(shape, passes) + attention_flops(shape, context_sum) + lm_head_flops(shape, passes)
+    return sequences * per_sequence
+
+
+def step_flops(shape: ModelShape, prompts: int, generations: int, prompt_tokens: float, completion_tokens: float,
+               decode_steps: int) -> dict[str, float]:
+    """The step's arithmetic by stage (FLOPs); see the module docstring for what each stage counts."""
+    n = prompts * generations
+    forward = forward_flops(shape, n, prompt_tokens + completion_tokens, completion_tokens)
+    stages = {
+        "policy forward + backward": 3.0 * forward,
+        "reference forward": forward,
+        "prefill (distinct prompts)": forward_flops(shape, prompts, prompt_tokens, 1),
+        "decode": decode_flops(shape, n, prompt_tokens, max(decode_steps - 1, 0)),
+    }
+    stages["total"] = sum(stages.values())
+    return stages
+
+
+def decode_weight_bytes(shape: ModelShape, decode_steps: int, bytes_per_param: int) -> float:
+    """Bytes of weights the decode passes read: every matmul weight once per pass."""
+    return max(decode_steps - 1, 0) * shape.matmul_params() * bytes_per_param
+
+
+# ---- measurements ------------------------------------------------------------------------------------------------
+
+def best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: oneDNN picks and caches its kernel for the shape
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_seconds(m: int, k: int, n: int, dtype, repeats: int) -> dict[str, float]:
+    """Best times of a linear layer's three GEMMs for ``m`` tokens, ``k`` in and ``n`` out features:
+    forward x·Wᵀ, grad-input g·W and grad-weight gᵀ·x."""
+    import torch
+
+    x, w, g = (torch.randn(*s, dtype=dtype) for s in ((m, k), (n, k), (m, n)))
+    return {
+        "forward": best_seconds(lambda: x @ w.t(), repeats),
+        "grad_input": best_seconds(lambda: g @ w, repeats),
+        "grad_weight": best_seconds(lambda: g.t() @ x, repeats),
+    }
+
+
+def model_gemm_rate(shape: ModelShape, tokens: int, logit_tokens: int, dtype, repeats: int, backward: bool = True) -> float:
+    """FLOP/s of one forward (+ backward) of the model's GEMMs: every block's linears at ``tokens`` tokens and the
+    LM head at ``logit_tokens``, each shape timed once and counted as often as the model has it."""
+    flops = seconds = 0.0
+    kinds = ("forward", "grad_input", "grad_weight") if backward else ("forward",)
+    gemms = [(k, n, count * shape.layers, tokens) for k, n, count in shape.linears().values()]
+    gemms.append((shape.hidden, shape.vocab, 1, logit_tokens))
+    for k, n, count, m in gemms:
+        if m < 1:
+            continue
+        measured = gemm_seconds(m, k, n, dtype, repeats)
+        for kind in kinds:
+            flops += 2.0 * m * k * n * count
+            seconds += measured[kind] * count
+    return flops / seconds
+
+
+def copy_bandwidth(megabytes: int, repeats: int) -> float:
+    """Bytes/s moved by copying one large tensor into another (read + write counted)."""
+    import torch
+
+    src = torch.randn(megabytes * 2**20 // 4)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * 4 / best_seconds(lambda: dst.copy_(src), repeats)
+
+
+def prompt_token_count(model_path: str, problems_file: str | None) -> float:
+    """Mean prompt length of the benchmark's problems through the chat template with the R1-Zero system prompt."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from r1lit.data.prompts import ChatPrompt
+
+    if problems_file:
+        problems = [json.loads(line)["problem"] for line in open(problems_file)]
+    else:
+        sys.path.insert(0, str(ROOT / "tools"))
+        from bench_vs_trl import make_problems
+
+        problems = [p["problem"] for p in make_problems(64)]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    template = ChatPrompt()
+    return statistics.mean(len(tokenizer(template.render(p, tokenizer), add_special_tokens=False)["input_ids"])
+                           for p in problems)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct", help="its config gives the shapes")
+    parser.add_argument("--prompts", type=int, default=4, help="B: distinct prompts per step")
+    parser.add_argument("--generations", type=int, default=4, help="G: completions per prompt")
+    parser.add_argument("--prompt-tokens", type=float, default=None,
+                        help="mean prompt length (default: measured on --problems through the chat template)")
+    parser.add_argument("--problems", default=None, help="problems jsonl (default: benchmarks/bench_vs_trl.py's 64)")
+    parser.add_argument("--completion-tokens", type=float, default=64, help="mean completion length (real tokens)")
+    parser.add_argument("--decode-steps", type=int, default=64, help="tokens the longest completion took")
+    parser.add_argument("--step-seconds", nargs="+", action="extend", default=[],
+                        help="measured step times as NAME=SECONDS (a NAME with 'fp32' is compared with the fp32 floor)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timings per GEMM shape; the best is kept")
+    parser.add_argument("--copy-mb", type=int, default=512, help="size of the tensor copied for the bandwidth")
+    parser.add_argument("--smoke", action="store_true", help="one timing per shape, few tokens: checks the wiring")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoConfig
+
+    from r1lit.policy.loading import resolve_model_path
+
+    torch.set_num_threads(args.threads)
+    path = resolve_model_path(args.model)
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(path))
+    prompt_tokens = args.prompt_tokens if args.prompt_tokens is not None else prompt_token_count(path, args.problems)
+    B, G, C, D = args.prompts, args.generations, args.completion_tokens, args.decode_steps
+    N = B * G
+    train_tokens, logit_tokens = round(N * (prompt_tokens + C)), round(N * C)
+    repeats, copy_mb = (1, 32) if args.smoke else (args.repeats, args.copy_mb)
+    if args.smoke:
+        train_tokens, logit_tokens = min(train_tokens, 64), min(logit_tokens, 16)
+
+    print(f"model {path}: hidden {shape.hidden}, intermediate {shape.intermediate}, {shape.layers} layers, "
+          f"{shape.heads}/{shape.kv_heads} heads × {shape.head_dim}, vocab {shape.vocab}; "
+          f"{shape.matmul_params() / 1e6:.1f}M matmul weights")
+    print(f"step: {B} prompts × {G} = {N} sequences, prompt {prompt_tokens:.1f} tokens, completion {C:.1f} tokens "
+          f"(mean), {D} decode steps; torch threads {torch.get_num_threads()}"
+          + ("; SMOKE: token counts cut, one timing per shape" if args.smoke else ""))
+
+    rates: dict[str, dict[str, float]] = {}
+    prefill_tokens = 16 if args.smoke else max(round(B * prompt_tokens), 1)
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        rates[name] = {
+            "train": model_gemm_rate(shape, train_tokens, logit_tokens, dtype, repeats),
+            "prefill": model_gemm_rate(shape, prefill_tokens, B, dtype, repeats, backward=False),
+            "decode": model_gemm_rate(shape, N, N, dtype, repeats, backward=False),
+        }
+    bandwidth = copy_bandwidth(copy_mb, repeats)
+    print(f"\nGEMM rate on the model's shapes (GFLOP/s, best of {repeats}):")
+    print(f"  {'':44} {'bf16':>8} {'fp32':>8}")
+    for key, label in [("train", f"forward + backward, {train_tokens} tokens (LM head {logit_tokens})"),
+                       ("prefill", f"forward, {prefill_tokens} tokens (prefill)"), ("decode", f"forward, {N} tokens (one decode pass)")]:
+        print(f"  {label:44} {rates['bf16'][key] / 1e9:8.0f} {rates['fp32'][key] / 1e9:8.0f}")
+    print(f"memory: copy of {copy_mb} MiB at {bandwidth / 1e9:.1f} GB/s (read + write)")
+
+    stages = step_flops(shape, B, G, prompt_tokens, C, D)
+    floors = {}
+    print("\nstep arithmetic and floor (seconds = FLOP / the forward + backward rate; decode weight reads at the copy "
+          "bandwidth):")
+    print(f"  {'stage':30} {'TFLOP':>7} {'bf16 s':>8} {'fp32 s':>8}")
+    for stage, flops in stages.items():
+        print(f"  {stage:30} {flops / 1e12:7.3f} {flops / rates['bf16']['train']:8.2f} {flops / rates['fp32']['train']:8.2f}")
+    reads = {name: decode_weight_bytes(shape, D, size) / bandwidth for name, size in (("bf16", 2), ("fp32", 4))}
+    print(f"  {'decode weight reads':30} {'':7} {reads['bf16']:8.2f} {reads['fp32']:8.2f}   "
+          f"({max(D - 1, 0)} passes × {shape.matmul_params() / 1e6:.1f}M weights × 2 or 4 bytes)")
+    for name in ("bf16", "fp32"):
+        floors[name] = stages["total"] / rates[name]["train"] + reads[name]
+    print(f"  {'floor':30} {'':7} {floors['bf16']:8.2f} {floors['fp32']:8.2f}")
+
+    if args.step_seconds:
+        print("\nmeasured step / floor:")
+    for item in args.step_seconds:
+        name, _, value = item.rpartition("=")
+        seconds = float(value)
+        dtypes = ["fp32"] if "fp32" in name else ["bf16"] if name else ["bf16", "fp32"]
+        print(f"  {name or 'step':20} {seconds:7.2f} s = " + ", ".join(f"{seconds / floors[d]:.1f} × the {d} floor"
+                                                                    for d in dtypes))
+
+
+if __name__ == "__main__":
+    main()

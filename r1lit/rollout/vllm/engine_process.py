@@ -1,0 +1,126 @@
+"""A vLLM server as a child process that never outlives the trainer.
+
+The child runs in its own session (process group), so stopping it stops vLLM's engine-core processes too. It is
+stopped at ``stop()`` (teardown, an exception, a graceful stop), at interpreter exit, and — when the trainer is
+killed outright — by a watchdog in the child (``r1lit.rollout.vllm.serve``) that sees its parent vanish and kills its
+own group.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from r1lit.errors import EngineError
+
+# Variables through which torch.distributed / Lightning ranks find each other: the engine must not join them.
+RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                   "ROLE_RANK", "ROLE_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # `-m` runs this r1lit, not one in the working directory
+
+
+def child_environment(extra: dict[str, str], cuda_visible_devices: str | None) -> dict[str, str]:
+    """The trainer's environment without its rendezvous variables, with the engine's GPU and ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in RENDEZVOUS_VARS and not k.startswith(("TORCHELASTIC_", "PL_TRAINER_"))}
+    if cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+    env["VLLM_SERVER_DEV_MODE"] = "1"  # the /collective_rpc and /reset_prefix_cache routes
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def request(method: str, url: str, payload: dict | None = None, timeout: float = 60.0) -> dict | list | None:
+    """One JSON request; returns the decoded body (None when empty). HTTP errors raise with the server's text."""
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{method} {url} → HTTP {error.code}: {error.read().decode(errors='replace')[:2000]}") from None
+    return json.loads(body) if body else None
+
+
+class EngineProcess:
+    """``python -m r1lit.rollout.vllm.serve`` with vLLM's server arguments, its output in ``log_path``."""
+
+    def __init__(self, server_args: list[str], env: dict[str, str], log_path: Path):
+        self.log_path = Path(log_path).resolve()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "r1lit.rollout.vllm.serve", "--parent-pid", str(os.getpid()), "--", *server_args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=PACKAGE_ROOT)
+            log.write(f"r1lit: started the engine process (pid={self.proc.pid}), its own process group\n".encode())
+        atexit.register(self.stop)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_ready(self, url: str, timeout: float) -> None:
+        """Poll ``/health`` until it answers; a child that dies or a deadline that passes raises with the log's tail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise EngineError(
+                    f"the vLLM engine process exited with code {code} while starting; its log ({self.log_path}) ends:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                request("GET", f"{url}/health", timeout=5)
+                return
+            except (OSError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EngineError(
+                    f"the vLLM engine process did not answer at {url}/health within {timeout:.0f} s "
+                    f"(VLLMServerEngine startup_timeout); it was stopped. Its log ({self.log_path}) ends:\n{self.log_tail()}"
+                )
+            time.sleep(0.5)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM to the whole process group, SIGKILL after ``grace`` seconds. Safe to call more than once."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(self.proc.pid, signal.SIGKILL)  # engine-core children left behind by a fast-exiting server
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=grace)
+        atexit.unregister(self.stop)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,76 @@
+"""benchmarks/flop_floor.py's arithmetic, worked out by hand: the FLOP counts behind the step's floor (no timing)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import load_tool
+
+ff = load_tool("flop_floor", "benchmarks")
+
+# hidden 4, intermediate 8, 2 layers, 2 heads of 2 dims (q: 4 -> 4), 1 kv head (k, v: 4 -> 2), vocab 10
+TINY = ff.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, kv_heads=1, head_dim=2, vocab=10)
+
+
+def test_block_params_group_equal_shapes():
+    """Guards the shapes timed: q and o (4x4), k and v (4x2), gate and up (4x8), down (8x4); 144 weights a block."""
+    assert TINY.linears() == {"q/o": (4, 4, 2), "k/v": (4, 2, 2), "gate/up": (4, 8, 2), "down": (8, 4, 1)}
+    assert TINY.block_params() == 16 + 8 + 8 + 16 + 32 + 32 + 32 == 144
+    assert TINY.matmul_params() == 2 * 144 + 4 * 10 == 328  # the LM head read once, tied or not
+
+
+def test_forward_flops_by_hand():
+    """One sequence of 3 tokens, logits for 2: linears 2·144·2 layers·3 = 1728; attention Σctx = 1+2+3 = 6, so
+    4 (QKᵀ + AV, 2 FLOPs each) · 2 layers · 4 (heads·dim) · 6 = 192; LM head 2·4·10·2 = 160. Total 2080."""
+    assert ff.linear_flops(TINY, 3) == 1728
+    assert ff.causal_context_sum(3) == 6
+    assert ff.attention_flops(TINY, 6) == 192
+    assert ff.lm_head_flops(TINY, 2) == 160
+    assert ff.forward_flops(TINY, 1, 3, 2) == 2080
+    assert ff.forward_flops(TINY, 5, 3, 2) == 5 * 2080
+
+
+def test_decode_flops_by_hand():
+    """2 passes after a 3-token prompt: pass 1 attends 4 positions, pass 2 five: Σctx = 9. Per sequence: linears
+    2·144·2·2 = 1152, attention 4·2·4·9 = 288, LM head 2·4·10·2 = 160: 1600; two sequences 3200."""
+    assert ff.decode_flops(TINY, 2, 3, 2) == 2 * (1152 + 288 + 160) == 3200
+    assert ff.decode_flops(TINY, 2, 3, 0) == 0
+
+
+def test_step_flops_stages():
+    """B=2 prompts × G=2, P=3, C=2, 3 decode steps (2 passes after the prefill). Forward over 4 sequences of 5
+    tokens with 2 logits each: 4·(2·144·2·5 + 4·2·4·15 + 2·4·10·2) = 4·(2880 + 480 + 160) = 14080.
+    Prefill: 2 prompts of 3 tokens, 1 logit: 2·(1728 + 192 + 80) = 4000. Decode: 4 sequences, 2 passes: 6400."""
+    stages = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3)
+    assert stages["policy forward + backward"] == 3 * 14080
+    assert stages["reference forward"] == 14080
+    assert stages["prefill (distinct prompts)"] == 4000
+    assert stages["decode"] == 6400
+    assert stages["total"] == 3 * 14080 + 14080 + 4000 + 6400
+    assert ff.decode_weight_bytes(TINY, 3, 2) == 2 * 328 * 2
+
+
+def test_smollm2_shapes_from_config():
+    """SmolLM2-135M's config (hidden 576, intermediate 1536, 30 layers, 9 heads / 3 kv heads of 64, vocab 49152):
+    3,538,944 weights a block (q, o 576²; k, v 576·192; gate, up, down 576·1536), 134.5M with the LM head, and
+    212.3 MFLOP of linears + 56.6 MFLOP of LM head per token."""
+    config = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                             num_key_value_heads=3, head_dim=64, vocab_size=49152)
+    shape = ff.ModelShape.from_config(config)
+    assert shape.block_params() == 2 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536 == 3_538_944
+    assert shape.matmul_params() == 30 * 3_538_944 + 576 * 49152 == 134_479_872
+    assert ff.linear_flops(shape, 1) == 212_336_640
+    assert ff.lm_head_flops(shape, 1) == 56_623_104
+    # the issue's workload with 108-token prompts and full 64-token completions: ≈ 2.1 TFLOP policy fwd + bwd
+    stages = ff.step_flops(shape, 4, 4, 108, 64, 64)
+    assert stages["policy forward + backward"] / 1e12 == pytest.approx(1.97, abs=0.01)
+    assert stages["reference forward"] / 1e12 == pytest.approx(0.659, abs=0.001)
+
+
+def test_head_dim_defaults_to_hidden_over_heads():
+    config = SimpleNamespace(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                             vocab_size=100)
+    shape = ff.ModelShape.from_config(config)
+    assert (shape.head_dim, shape.kv_heads) == (16, 4)

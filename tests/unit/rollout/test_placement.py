@@ -1,0 +1,64 @@
+"""Where the engine goes and how a call is sized: pure functions, no engine started."""
+
+import os
+
+import pytest
+
+from r1lit.errors import ConfigError
+from r1lit.rollout.vllm.engine_process import RENDEZVOUS_VARS, child_environment
+from r1lit.rollout.vllm.launch import prefill_budget, split_calls
+from r1lit.rollout.vllm.placement import check_colocated_memory, physical_gpu, reserved_gpu
+
+
+def test_reserved_gpu_is_the_first_that_does_not_train():
+    assert reserved_gpu(visible_gpus=4, training_devices=3) == 3
+    assert reserved_gpu(visible_gpus=8, training_devices=3) == 3
+    with pytest.raises(ConfigError, match=r"2 visible GPU\(s\) on this node, trainer.devices=2, so 2 \+ 1 = 3 .*devices=1"):
+        reserved_gpu(visible_gpus=2, training_devices=2)
+
+
+def test_physical_gpu_follows_the_trainers_own_visible_devices():
+    """Guards the misplacement the in-process engine had: a child's CUDA_VISIBLE_DEVICES must name the physical
+    GPU, which is not the visible index when the trainer itself was given a subset."""
+    assert physical_gpu(1, "") == "1"
+    assert physical_gpu(1, "4,6") == "6"
+    assert physical_gpu(0, " 2 , 3") == "2"
+    with pytest.raises(ConfigError, match="lists 2 GPU"):
+        physical_gpu(2, "4,6")
+
+
+def test_child_environment_drops_the_trainers_rendezvous(monkeypatch):
+    """Guards the hang: a child that sees RANK/WORLD_SIZE/MASTER_* joins the trainer's process group."""
+    for name in RENDEZVOUS_VARS:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    env = child_environment({"EXTRA": "2"}, "3")
+    assert not set(RENDEZVOUS_VARS) & set(env) and "TORCHELASTIC_RUN_ID" not in env
+    assert env["KEEP_ME"] == "yes" and env["EXTRA"] == "2" and env["CUDA_VISIBLE_DEVICES"] == "3"
+    assert env["VLLM_SERVER_DEV_MODE"] == "1"
+    assert os.environ["RANK"] == "1"  # the trainer's own environment is untouched
+
+
+def test_prefill_budget_holds_every_prompt_of_a_call():
+    """16 prompts × 8 samples of 60 tokens: 128 × 61 = 7,808 tokens, above vLLM's default 4,096 (the crash)."""
+    assert prefill_budget(128, 60) == (7808, 256)
+    assert prefill_budget(8, 20) == (4096, 256)  # small calls keep vLLM's defaults
+    assert prefill_budget(512, 10) == (5632, 512)
+
+
+def test_split_calls_cuts_a_call_into_runs_that_fit():
+    # each prompt costs n × (len + 1): 2 × 10 = 20, 2 × 5 = 10, 2 × 30 = 60, 2 × 2 = 6
+    assert split_calls([9, 4, 29, 1], n=2, budget_tokens=63, max_seqs=100) == [slice(0, 2), slice(2, 3), slice(3, 4)]
+    assert split_calls([9, 4, 29, 1], n=2, budget_tokens=66, max_seqs=100) == [slice(0, 2), slice(2, 4)]  # 60 + 6 = 66 fits
+    assert split_calls([9, 4, 29, 1], n=2, budget_tokens=1000, max_seqs=4) == [slice(0, 2), slice(2, 4)]
+    assert split_calls([9, 4], n=2, budget_tokens=1000, max_seqs=100) == [slice(0, 2)]
+    with pytest.raises(ConfigError, match="needs 62 prefill tokens, more than the engine's budget of 60"):
+        split_calls([30], n=2, budget_tokens=60, max_seqs=100)
+
+
+def test_colocated_engine_must_leave_the_trainer_memory():
+    check_colocated_memory(0.5, on_gpu=True)
+    check_colocated_memory(0.95, on_gpu=False)  # CPU: the setting does not apply
+    with pytest.raises(ConfigError, match="VLLMServerEngine"):
+        check_colocated_memory(0.9, on_gpu=True)
