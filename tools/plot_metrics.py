@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help="x axis in samples seen: completions per step (data.batch_size × model.num_generations; "
                              "not for runs with dynamic sampling, whose steps differ)")
     args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401  (an extra of r1lit: only this tool draws)
+    except ImportError:
+        parser.error("drawing needs matplotlib, an extra of r1lit: pip install -e '.[plot]' (or pip install matplotlib)")
     if not 0 <= args.smooth < 1:
         parser.error(f"--smooth must be in [0, 1), got {args.smooth}")
     missing = [str(p) for p in args.runs if not p.exists()]
