@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/record.py, run as a script or loaded by path
+from record import write_result  # noqa: E402
 
 
 def _value(rng: random.Random, k: int) -> tuple[str, str, str]:
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="pairs per reward call (a training step's rollout)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_grading.json)")
     args = parser.parse_args()
 
     import r1lit
@@ -127,6 +134,11 @@ def main() -> None:
           f"({args.workers} workers, batches of {args.batch}); {timeouts} checks ran out of time")
     print(f"right answers scored 1: {rate('right', 1.0)}; wrong scored 0: {rate('wrong', 0.0)}; "
           f"adversarial scored 0: {rate('adversarial', 0.0)}")
+    write_result("bench_grading", {
+        "r1lit": r1lit.__file__, "pairs": len(completions), "workers": args.workers, "batch": args.batch,
+        "seed": args.seed, "seconds": elapsed, "pairs_per_s": len(completions) / elapsed, "timeouts": timeouts,
+        "right_scored_1": rate("right", 1.0), "wrong_scored_0": rate("wrong", 0.0),
+        "adversarial_scored_0": rate("adversarial", 0.0)}, args.results)
 
 
 if __name__ == "__main__":

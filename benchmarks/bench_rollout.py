@@ -13,7 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/record.py, run as a script or loaded by path
+from record import write_result  # noqa: E402
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
@@ -25,6 +30,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_rollout.json)")
     args = parser.parse_args()
 
     import torch
@@ -105,6 +112,11 @@ def main() -> None:
     print(f"{'engine':30} {'tokens/s':>10} {'seconds':>9}")
     for name, speed, seconds in rows:
         print(f"{name:30} {speed:10.0f} {seconds:9.2f}" if speed == speed else f"{name:30} {'':>10} {seconds:9.2f}")
+    write_result("bench_rollout", {
+        "prompts": args.prompts, "generations": args.generations, "max_tokens": args.max_tokens, "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "rows": [{"row": name.strip(), "tokens_per_s": speed if speed == speed else None, "seconds": seconds}
+                 for name, speed, seconds in rows]}, args.results)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/record.py, run as a script or loaded by path
+from record import write_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {
     "hf": [],
@@ -44,6 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' logs here (default: a temporary folder)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_step.json)")
     args = parser.parse_args()
     script = Path(sys.executable).parent / "r1lit"
     rows = []
@@ -70,6 +75,9 @@ def main() -> None:
     print(f"{'engine':16} {'wall s':>7} " + " ".join(f"{t:>16}" for t in columns))
     for name, wall, medians in rows:
         print(f"{name:16} {wall:7.0f} " + " ".join(f"{medians[t]:16.3f}" for t in columns))
+    write_result("bench_step", {"steps": args.steps, "medians_over": f"steps 2..{args.steps}",
+                                "engines": {name: {"wall_s": wall, **medians} for name, wall, medians in rows}},
+                 args.results)
 
 
 if __name__ == "__main__":

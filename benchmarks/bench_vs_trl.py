@@ -39,6 +39,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/record.py, run as a script or loaded by path
+from record import write_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 1024**3
@@ -232,6 +235,9 @@ def main() -> None:
     parser.add_argument("--r1lit", default=str(Path(sys.executable).parent / "r1lit"), help="r1lit's console script")
     parser.add_argument("--sample-interval", type=float, default=0.2, help="seconds between RSS samples")
     parser.add_argument("--no-floor", action="store_true", help="skip benchmarks/flop_floor.py at the end")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_vs_trl.json; "
+                             "none with --smoke)")
     args = parser.parse_args()
 
     w = Workload(**(SMOKE if args.smoke else {}))
@@ -342,12 +348,21 @@ def report(runs: list[Run], w: Workload, args, env_extra: dict[str, str]) -> Non
             print(f"  {r.impl:6} {r.setting:5}: {shell(env_extra, r.command)}")
     again = [a for a in sys.argv[1:]]
     print(f"  whole benchmark: {shlex.quote(sys.executable)} benchmarks/bench_vs_trl.py {' '.join(map(shlex.quote, again))}".rstrip())
+    if not args.smoke or args.results is not None:
+        write_result("bench_vs_trl", {
+            "workload": asdict(w), "environment": env_extra,
+            "runs": [{"setting": r.setting, "impl": r.impl, "median_step_s": r.median(), "step_s": r.seconds,
+                      "completion_lengths": r.lengths, "split": {k: r.median(v) for k, v in r.split.items()},
+                      "peak_rss_gib": r.peak_rss / GIB, "peak_main_rss_gib": r.peak_main_rss / GIB, "wall_s": r.wall,
+                      "command": shell(env_extra, r.command)} for r in runs],
+            "summary": {setting: {impl: {"median_step_s": sec, "peak_rss_gib": gib} for impl, (sec, gib) in row.items()}
+                        for setting, row in summary.items()}}, args.results)
 
     if args.no_floor:
         return
     lengths = [x for r in runs for x in r.lengths[1:] if x == x]
     max_lengths = [x for r in runs for x in r.max_lengths[1:] if x == x]
-    floor = [sys.executable, str(ROOT / "tools" / "flop_floor.py"), f"--prompts={w.prompts}",
+    floor = [sys.executable, str(ROOT / "benchmarks" / "flop_floor.py"), f"--prompts={w.prompts}",
              f"--generations={w.generations}", f"--threads={w.threads}",
              f"--completion-tokens={statistics.median(lengths) if lengths else w.max_tokens:.1f}",
              f"--decode-steps={round(statistics.median(max_lengths)) if max_lengths else w.max_tokens}",

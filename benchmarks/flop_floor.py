@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/record.py, run as a script or loaded by path
+from record import write_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -217,6 +220,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per GEMM shape; the best is kept")
     parser.add_argument("--copy-mb", type=int, default=512, help="size of the tensor copied for the bandwidth")
     parser.add_argument("--smoke", action="store_true", help="one timing per shape, few tokens: checks the wiring")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-flop_floor.json; "
+                             "none with --smoke)")
     args = parser.parse_args()
 
     import torch
@@ -274,12 +280,21 @@ def main() -> None:
 
     if args.step_seconds:
         print("\nmeasured step / floor:")
+    measured = {}
     for item in args.step_seconds:
         name, _, value = item.rpartition("=")
         seconds = float(value)
         dtypes = ["fp32"] if "fp32" in name else ["bf16"] if name else ["bf16", "fp32"]
+        measured[name or "step"] = {"seconds": seconds, **{f"x_{d}_floor": seconds / floors[d] for d in dtypes}}
         print(f"  {name or 'step':20} {seconds:7.2f} s = " + ", ".join(f"{seconds / floors[d]:.1f} × the {d} floor"
                                                                     for d in dtypes))
+    if not args.smoke or args.results is not None:
+        write_result("flop_floor", {
+            "model": str(path), "prompts": B, "generations": G, "prompt_tokens": prompt_tokens, "completion_tokens": C,
+            "decode_steps": D, "threads": torch.get_num_threads(), "repeats": repeats,
+            "gflops": {d: {k: v / 1e9 for k, v in r.items()} for d, r in rates.items()},
+            "copy_gb_per_s": bandwidth / 1e9, "stage_tflop": {k: v / 1e12 for k, v in stages.items()},
+            "decode_weight_reads_s": reads, "floor_s": floors, "measured": measured}, args.results)
 
 
 if __name__ == "__main__":
