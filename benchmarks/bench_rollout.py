@@ -5,7 +5,7 @@ the process engine's threads live in another process).
 
     .venv/bin/python benchmarks/bench_rollout.py [--prompts 4] [--generations 8] [--max-tokens 64] [--repeats 3]
 
-Prints one table; the numbers in the README came from this script on a 2-core CPU machine.
+Prints one table and writes a result file (benchmarks/README.md); docs/benchmarks.md holds its measured numbers.
 """
 
 from __future__ import annotations
