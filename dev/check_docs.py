@@ -2,7 +2,7 @@
 in backticks, and the commands in its shell blocks (the script or config each names, `make` targets, and the
 ``--options`` given to r1lit's own scripts, read from their ``--help``).
 
-    python dev/check_docs.py [README.md docs benchmarks/README.md dev/README.md]
+    python dev/check_docs.py [README.md docs benchmarks/README.md dev/README.md dev/LOG.md]
 
 Prints one line per problem and exits 1 if there is any. Placeholders (``<run>``, ``N``, ``…``) and globs are skipped.
 """
@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ["README.md", "docs", "benchmarks/README.md", "dev/README.md"]
+DEFAULT = ["README.md", "docs", "benchmarks/README.md", "dev/README.md", "dev/LOG.md"]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`\n]+)`")
 TOP = ("r1lit/", "configs/", "tools/", "benchmarks/", "dev/", "tests/", "docs/")
