@@ -1,0 +1,233 @@
+"""Shared-prefix log-probs equal the unshared path: the packed layout worked out by hand, then values, entropies and
+gradients on the tiny Qwen2 and a tiny Llama (left padding, prompts of different lengths in one micro-batch, G = 1
+rows, rows split by the token budget), with gradient checkpointing, under bf16 autocast, and the fallbacks."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from r1lit.policy.logprobs import CompletionLogprobs
+from r1lit.policy.shared_prefix import SharedPrefixLogprobs, pack, unsupported
+
+
+def test_pack_layout_by_hand():
+    """Rows 0 and 1 share the prompt [7, 8] (left-padded), row 2 is a group of one with prompt [9, 10, 11].
+    Completions (width 3): [20, 21, 22], [30, 31], [40]. Fed: the prompt once, then each completion minus its
+    last token, positions restarting at the prompt's length: [7, 8 | 20, 21 | 30 | 9, 10, 11] at
+    [0, 1 | 2, 3 | 2 | 0, 1, 2]. Token 30 (column 4) sees the prompt and itself, not 20 or 21."""
+    ids = torch.tensor([[0, 7, 8, 20, 21, 22], [0, 7, 8, 30, 31, 0], [9, 10, 11, 40, 0, 0]])
+    attention = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]])
+    packed = pack(ids, attention, completion_len=3, width=3, row_tokens=100)
+    assert packed.input_ids.tolist() == [[7, 8, 20, 21, 30, 9, 10, 11]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2, 0, 1, 2]]
+    assert packed.allowed.squeeze(1).int().tolist() == [[
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1, 1, 1],
+    ]]
+    # each scored token: predicted from the prompt's last column (the first of each completion) or its own previous
+    assert packed.targets.tolist() == [20, 21, 22, 30, 31, 40]
+    assert packed.source[1].tolist() == [1, 2, 3, 1, 4, 7]
+    assert list(zip(*(t.tolist() for t in packed.dest))) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]
+
+    # a budget of 4 tokens a row: [7, 8, 20, 21] is full, so [30] starts a row with its own copy of the prompt, and
+    # the second group (3 + 0 tokens) does not fit after it: three rows, right-padded to 4 (pads see only themselves)
+    split = pack(ids, attention, completion_len=3, width=3, row_tokens=4)
+    assert split.input_ids.tolist() == [[7, 8, 20, 21], [7, 8, 30, 0], [9, 10, 11, 0]]
+    assert split.position_ids.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 0]]
+    assert split.allowed[1, 0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]]
+    assert list(zip(split.source[0].tolist(), split.source[1].tolist())) == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 2)]
+
+    # a width of 1 feeds no completion token: every log-prob comes from a prompt's last position
+    first = pack(ids, attention, completion_len=3, width=1, row_tokens=100)
+    assert first.input_ids.tolist() == [[7, 8, 9, 10, 11]] and first.source[1].tolist() == [1, 1, 4]
+    # nothing to score, an empty prompt, or a completion mask with a hole: no layout (the caller goes unshared)
+    assert pack(ids, attention, completion_len=3, width=0, row_tokens=100) is None
+    assert pack(ids, torch.cat([torch.zeros(3, 3, dtype=torch.long), attention[:, 3:]], 1), 3, 3, 100) is None
+    holed = attention.clone()
+    holed[0, 4] = 0
+    assert pack(ids, holed, completion_len=3, width=3, row_tokens=100) is None
+
+
+def _batch(seed: int = 0):
+    """Six rows, P = 6 prompt columns, C = 5 completion columns: a group of 3 with a 3-token prompt (left-padded),
+    a group of one with a full 6-token prompt, a group of 2 with a 5-token prompt; completion lengths 5, 2, 4 | 5 |
+    1, 3. ids/attention: [6, 11]."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_lens, comp_lens = [3, 3, 3, 6, 5, 5], [5, 2, 4, 5, 1, 3]
+    prompts = {3: torch.randint(5, 300, (6,), generator=g), 6: torch.randint(5, 300, (6,), generator=g),
+               5: torch.randint(5, 300, (6,), generator=g)}
+    ids, attention = torch.zeros(6, 11, dtype=torch.long), torch.zeros(6, 11, dtype=torch.long)
+    for row, (p, c) in enumerate(zip(prompt_lens, comp_lens)):
+        ids[row, 6 - p:6], attention[row, 6 - p:6] = prompts[p][:p], 1
+        ids[row, 6:6 + c], attention[row, 6:6 + c] = torch.randint(5, 300, (c,), generator=g), 1
+    return ids, attention
+
+
+def _tiny_llama():
+    """A one-layer Llama (SmolLM2's architecture) with hidden 16, 4 heads / 2 kv heads, untied head."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=320, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=False, attn_implementation="sdpa")
+    return LlamaForCausalLM(config).train()
+
+
+def _model(family: str, tiny_model_dir, attn: str = "sdpa"):
+    from r1lit.policy.loading import load_policy
+
+    if family == "llama":
+        model = _tiny_llama()
+        model.config._attn_implementation = attn
+        return model
+    return load_policy(str(tiny_model_dir), attn_implementation=attn).float()
+
+
+def _run(scorer, model, ids, attention, width, entropy):
+    """Log-probs, entropies and every parameter's gradient of a loss that weights each real token differently
+    (and, for ``entropy="grad"``, subtracts an entropy bonus). Tokens past a completion's end weigh 0."""
+    logps, ent = scorer(model, ids, attention, completion_len=5, width=width, entropy=entropy)
+    real = attention[:, 6:6 + width].float()  # [6, width]
+    weights = torch.linspace(0.5, 1.5, real.numel()).view_as(real) * real
+    loss = (logps * weights).sum() - (0.1 * (ent * weights).sum() if entropy == "grad" else 0.0)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return logps.detach() * real, (None if ent is None else ent.detach() * real), grads
+
+
+def _assert_same(shared, unshared, atol=1e-6, grad_atol=1e-6):
+    (logps, ent, grads), (ref_logps, ref_ent, ref_grads) = shared, unshared
+    assert (logps - ref_logps).abs().max() <= atol
+    if ref_ent is not None:
+        assert (ent - ref_ent).abs().max() <= 10 * atol
+    assert grads.keys() == ref_grads.keys() and ref_grads
+    for name, grad in ref_grads.items():
+        assert torch.allclose(grads[name], grad, atol=grad_atol, rtol=1e-4), (name, (grads[name] - grad).abs().max())
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("chunked", [True, False])
+@pytest.mark.parametrize("entropy", ["none", "metric", "grad"])
+def test_values_entropies_and_gradients_equal_the_unshared_path(tiny_model_dir, family, attn, chunked, entropy):
+    """fp32: the same log-probs (1e-6), entropies (1e-5) and gradients (1e-6 + 1e-4 relative) as every row
+    scored with its own prompt, through the chunked head and the full logits, sdpa's bool mask and eager's
+    additive one, a width shorter than the completions, and a token budget that splits the group of 3."""
+    model = _model(family, tiny_model_dir, attn)
+    ids, attention = _batch()
+    for row_tokens, width in [(2048, 5), (9, 4)]:
+        shared = SharedPrefixLogprobs(0.7, chunk_tokens=4, chunked=chunked, row_tokens=row_tokens)
+        assert shared.shares(model)
+        unshared = CompletionLogprobs(0.7, chunk_tokens=4, chunked=chunked)
+        _assert_same(_run(shared, model, ids, attention, width, entropy),
+                     _run(unshared, model, ids, attention, width, entropy))
+
+
+def test_the_layout_computes_each_prompt_once(tiny_model_dir):
+    """Guards the point of it: the batch's 6 rows × 11 columns (66 positions, 36 of them prompt) become one row of
+    3 + 6 + 5 prompt tokens and (4 + 1 + 3) + 4 + (0 + 2) fed completion tokens = 28 positions."""
+    ids, attention = _batch()
+    packed = pack(ids, attention, completion_len=5, width=5, row_tokens=2048)
+    assert packed.input_ids.shape == (1, 28)
+    assert packed.targets.numel() == int(attention[:, 6:].sum()) == 20
+
+
+def test_gradient_checkpointing(tiny_model_dir):
+    """With the decoder's gradient checkpointing on (the recomputation sees the same 4-D mask), values and
+    gradients still equal the unshared path's in fp32."""
+    model = _model("qwen2", tiny_model_dir)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    assert model.is_gradient_checkpointing
+    ids, attention = _batch(seed=1)
+    shared, unshared = SharedPrefixLogprobs(1.0, chunk_tokens=8), CompletionLogprobs(1.0, chunk_tokens=8)
+    _assert_same(_run(shared, model, ids, attention, 5, "metric"), _run(unshared, model, ids, attention, 5, "metric"))
+
+
+def test_no_grad_reference_pass(tiny_model_dir):
+    """The reference pass (no gradient) gives the same values and builds no graph."""
+    model = _model("qwen2", tiny_model_dir)
+    ids, attention = _batch(seed=2)
+    real = attention[:, 6:].float()
+    with torch.no_grad():
+        mine, _ = SharedPrefixLogprobs(1.0)(model, ids, attention, 5, 5)
+        theirs, _ = CompletionLogprobs(1.0)(model, ids, attention, 5, 5)
+    assert not mine.requires_grad
+    assert ((mine - theirs) * real).abs().max() <= 1e-6
+    assert (mine * (1 - real)).abs().max() == 0  # past a completion's end: 0
+
+
+def test_bf16_autocast_within_stated_tolerance(tiny_model_dir):
+    """Under bf16 autocast both paths round differently (other matmul shapes, other summation orders): the
+    log-probs agree within 0.05 nats and both stay within 0.05 of the fp32 values (measured: see docs/shared-prefix.md);
+    the gradients' cosine similarity is above 0.99."""
+    model = _model("qwen2", tiny_model_dir)
+    ids, attention = _batch(seed=3)
+    fp32 = _run(CompletionLogprobs(1.0), model, ids, attention, 5, "none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        shared = _run(SharedPrefixLogprobs(1.0), model, ids, attention, 5, "none")
+        unshared = _run(CompletionLogprobs(1.0), model, ids, attention, 5, "none")
+    assert (shared[0] - unshared[0]).abs().max() < 0.05
+    assert (shared[0] - fp32[0]).abs().max() < 0.05 and (unshared[0] - fp32[0]).abs().max() < 0.05
+    flat = lambda grads: torch.cat([g.flatten().float() for g in grads.values()])  # noqa: E731
+    assert torch.nn.functional.cosine_similarity(flat(shared[2]), flat(unshared[2]), dim=0) > 0.99
+
+
+def test_a_model_that_ignores_the_mask_falls_back_with_one_warning(tiny_model_dir):
+    """A decoder that drops custom 4-D masks (as some kernels would) lets completions see each other: the probe
+    notices, the scorer warns once and then gives exactly the unshared path's values."""
+    model = _model("qwen2", tiny_model_dir)
+    decoder = model.get_decoder()
+    real_forward = decoder.forward
+
+    def drops_4d_masks(*args, attention_mask=None, **kwargs):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = None
+        return real_forward(*args, attention_mask=attention_mask, **kwargs)
+
+    decoder.forward = drops_4d_masks
+    ids, attention = _batch()
+    shared = SharedPrefixLogprobs(1.0)
+    with pytest.warns(UserWarning, match="shared-prefix log-probs are off.*probe"):
+        mine, _ = shared(model, ids, attention, 5, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again, _ = shared(model, ids, attention, 5, 5)
+    theirs, _ = CompletionLogprobs(1.0)(model, ids, attention, 5, 5)
+    assert torch.equal(mine, theirs) and torch.equal(again, theirs)
+
+
+def test_unsupported_models_are_named_with_the_fix(tiny_model_dir):
+    """Kernels without custom masks, sliding-window layers and forwards without position ids are refused from the
+    config alone, each with its reason."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    model = _model("qwen2", tiny_model_dir)
+    assert unsupported(model) is None
+    model.config._attn_implementation_internal = "flash_attention_2"  # what the setter stores; no kernel needed
+    assert "flash_attention_2" in unsupported(model) and "sdpa" in unsupported(model)
+    sliding = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, use_sliding_window=True,
+                                           sliding_window=4, max_window_layers=1, attn_implementation="sdpa"))
+    assert "sliding" in unsupported(sliding)
+
+    class NoPositions(torch.nn.Module):
+        config = model.config.__class__(attn_implementation="sdpa")
+
+        def forward(self, input_ids, attention_mask=None):
+            return input_ids
+
+    assert "position_ids" in unsupported(NoPositions())
+    with pytest.raises(ValueError, match="row_tokens must be >= 1"):
+        SharedPrefixLogprobs(1.0, row_tokens=0)
