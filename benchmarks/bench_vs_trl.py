@@ -347,7 +347,7 @@ def report(runs: list[Run], w: Workload, args, env_extra: dict[str, str]) -> Non
         return
     lengths = [x for r in runs for x in r.lengths[1:] if x == x]
     max_lengths = [x for r in runs for x in r.max_lengths[1:] if x == x]
-    floor = [sys.executable, str(ROOT / "tools" / "flop_floor.py"), f"--prompts={w.prompts}",
+    floor = [sys.executable, str(ROOT / "benchmarks" / "flop_floor.py"), f"--prompts={w.prompts}",
              f"--generations={w.generations}", f"--threads={w.threads}",
              f"--completion-tokens={statistics.median(lengths) if lengths else w.max_tokens:.1f}",
              f"--decode-steps={round(statistics.median(max_lengths)) if max_lengths else w.max_tokens}",
