@@ -232,3 +232,56 @@ def test_unsupported_models_are_named_with_the_fix(tiny_model_dir):
     assert "position_ids" in unsupported(NoPositions())
     with pytest.raises(ValueError, match="row_tokens must be >= 1"):
         SharedPrefixLogprobs(1.0, row_tokens=0)
+
+
+def _fit(model_dir, shared: bool, steps: int = 3):
+    """Three GRPO steps of the tiny model (HF engine, 3 problems × G = 4, micro-batches of 3 rows so groups straddle
+    micro-batches and leave groups of one, KL to the reference, μ = 2), the trainer's scorer swapped in as the lead
+    would swap it. Returns each optimizer step's gradients and each step's logged metrics."""
+    import lightning as L
+
+    from custom_rewards import LengthReward
+    from helpers import adamw
+    from r1lit.data import ArithmeticSource, MathDataModule
+    from r1lit.grpo.losses import GRPOLoss
+    from r1lit.module import GRPOModule
+    from r1lit.rollout import SamplingConfig
+
+    class Capture(L.Callback):
+        def __init__(self):
+            self.grads, self.metrics = [], []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.grads.append({n: p.grad.detach().clone() for n, p in pl_module.policy.named_parameters()
+                               if p.grad is not None})
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    L.seed_everything(0)
+    module = GRPOModule(str(model_dir), rewards=[LengthReward()], loss=GRPOLoss(beta=0.1),
+                        sampling=SamplingConfig(max_tokens=12, temperature=0.9), num_generations=4,
+                        micro_batch_size=3, num_iterations=2, max_grad_norm=None, optimizer=adamw(1e-3))
+    if shared:
+        module.completion_logprobs = SharedPrefixLogprobs(0.9, chunk_tokens=module.completion_logprobs.chunk_tokens)
+    data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(model_dir), batch_size=3, check_gold=False)
+    capture = Capture()
+    trainer = L.Trainer(accelerator="cpu", max_steps=2 * steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[capture])
+    trainer.fit(module, data)
+    return capture
+
+
+def test_a_fit_first_three_steps_match_the_unshared_path(tiny_model_dir):
+    """The trainer with the shared-prefix scorer: the same gradients at each of 3 GRPO steps (6 optimizer steps with
+    μ = 2) as with the unshared one, within fp32 summation-order noise, and the same loss, KL and entropy."""
+    mine, theirs = _fit(tiny_model_dir, shared=True), _fit(tiny_model_dir, shared=False)
+    assert len(mine.grads) == len(theirs.grads) == 6 and len(mine.metrics) == 3
+    for step, (a, b) in enumerate(zip(mine.grads, theirs.grads)):
+        assert a.keys() == b.keys() and a
+        for name, grad in b.items():
+            torch.testing.assert_close(a[name], grad, rtol=1e-4, atol=1e-6, msg=f"step {step}: {name}")
+    for a, b in zip(mine.metrics, theirs.metrics):
+        assert b["kl"] > 0 or a is mine.metrics[0]  # the reference pass is compared too, once the policy has moved
+        for key in ("loss", "kl", "entropy", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
