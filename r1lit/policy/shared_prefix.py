@@ -78,73 +78,65 @@ def pack(input_ids: Tensor, attention: Tensor, completion_len: int, width: int, 
         if i == n or not same[i - 1]:
             groups.append((start, i))
             start = i
-    # per packed row, its pieces: (flat token index [k], positions [k], piece id, the id of the prompt copy it
-    # belongs to); a prompt copy is its own home
+    # the pieces of each packed row: (flat token index [k], positions [k], first column of its prompt copy, the
+    # prompt copy's length); a prompt copy is a piece of its own
     rows: list[list[tuple[Tensor, Tensor, int, int]]] = []
-    sources, dests = [], []  # per scored token: (packed row, packed column), (batch row, completion index)
+    sources, dests = [], []  # per completion: (packed row [k+1], packed column [k+1]), (batch row [k+1], index [k+1])
     used = row_tokens + 1  # tokens in the current packed row (forces a first row)
-    pieces = home = 0
 
-    def open_prompt(row: int, new_row: bool) -> int:
-        nonlocal used, pieces, home
+    def open_prompt(row: int, new_row: bool) -> tuple[int, int]:
+        nonlocal used
         if new_row:
             rows.append([])
             used = 0
         cols = prompt_mask[row].nonzero().squeeze(1)  # [p] the prompt's real tokens, wherever the padding is
-        pieces += 1
-        home = pieces
-        rows[-1].append((row * total + cols, torch.arange(len(cols)), pieces, home))
+        rows[-1].append((row * total + cols, torch.arange(len(cols)), used, len(cols)))
         used += len(cols)
-        return used - 1  # the prompt's last column in its packed row
+        return used - len(cols), len(cols)
 
     for first, end in groups:
         scored = [i for i in range(first, end) if lengths[i] > 0]
         if not scored:
             continue
         p = int(prompt_mask[first].sum())
-        last = open_prompt(first, used + p + lengths[scored[0]] - 1 > row_tokens)
+        home = open_prompt(first, used + p + lengths[scored[0]] - 1 > row_tokens)
         fed_here = 0
         for i in scored:
             k = lengths[i] - 1  # tokens fed: all but the last
             if fed_here and used + k > row_tokens:  # the row is full: this completion starts a row with its own prompt
-                last = open_prompt(first, True)
+                home = open_prompt(first, True)
                 fed_here = 0
-            col0 = used
-            pieces += 1
-            rows[-1].append((i * total + P + torch.arange(k), p + torch.arange(k), pieces, home))
+            rows[-1].append((i * total + P + torch.arange(k), p + torch.arange(k), *home))
+            # token j is predicted by the prompt's last column (j = 0) or by the completion's token j - 1
+            sources.append((torch.full((k + 1,), len(rows) - 1), torch.cat([torch.tensor([sum(home) - 1]),
+                                                                            used + torch.arange(k)])))
+            dests.append((torch.full((k + 1,), i), torch.arange(k + 1)))
             used += k
             fed_here += 1
-            r = len(rows) - 1
-            sources += [(r, last)] + [(r, col0 + j) for j in range(k)]
-            dests += [(i, j) for j in range(k + 1)]
 
+    device = input_ids.device
     L = max(sum(len(piece[0]) for piece in row) for row in rows)
     R = len(rows)
     flat = torch.zeros(R, L, dtype=torch.long)  # index into input_ids.view(-1); pads read token 0 of the batch
     positions = torch.zeros(R, L, dtype=torch.long)
-    piece = torch.zeros(R, L, dtype=torch.long)  # [R, L] piece ids, 0 on padding
-    homes = torch.zeros(R, L, dtype=torch.long)  # [R, L] prompt copy ids, 0 on padding
+    allowed = torch.zeros(R, L, L, dtype=torch.bool, device=device)  # [R, L(query), L(key)], filled block by block
+    tril = torch.ones(L, L, dtype=torch.bool, device=device).tril()
     for r, row in enumerate(rows):
         col = 0
-        for idx, pos, piece_id, home_id in row:
-            span = slice(col, col + len(idx))
-            flat[r, span], positions[r, span], piece[r, span], homes[r, span] = idx, pos, piece_id, home_id
-            col += len(idx)
-    device = input_ids.device
-    piece, homes = piece.to(device), homes.to(device)
-    causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()  # [L, L]
-    same_home = homes[:, :, None] == homes[:, None, :]  # [R, L(query), L(key)]
-    # the key is a prompt token, or in the query's own completion
-    sees = (piece == homes)[:, None, :] | (piece[:, :, None] == piece[:, None, :])  # [R, L, L]
-    real = piece > 0  # [R, L]
-    allowed = same_home & sees & causal & real[:, :, None] & real[:, None, :]
-    allowed |= torch.eye(L, dtype=torch.bool, device=device)  # pads see themselves: no row without a key
-    src = torch.tensor(sources, dtype=torch.long).T.to(device)  # [2, M]
-    dst = torch.tensor(dests, dtype=torch.long).T.to(device)  # [2, M]
-    flat = flat.to(device)
+        for idx, pos, home_start, home_len in row:
+            k = len(idx)
+            flat[r, col:col + k], positions[r, col:col + k] = idx, pos
+            if col != home_start:  # a completion sees its whole prompt copy
+                allowed[r, col:col + k, home_start:home_start + home_len] = True
+            allowed[r, col:col + k, col:col + k] = tril[:k, :k]  # and itself (a prompt: itself), causally
+            col += k
+        allowed[r, range(col, L), range(col, L)] = True  # pads see themselves: no query without a key
+    src_row, src_col = (torch.cat(t).to(device) for t in zip(*sources))  # [M] each
+    dst_row, dst_col = (torch.cat(t).to(device) for t in zip(*dests))  # [M] each
     return Packed(
-        input_ids=input_ids.reshape(-1)[flat], position_ids=positions.to(device), allowed=allowed.unsqueeze(1),
-        source=(src[0], src[1]), targets=input_ids[dst[0], P + dst[1]], dest=(dst[0], dst[1]),
+        input_ids=input_ids.reshape(-1)[flat.to(device)], position_ids=positions.to(device),
+        allowed=allowed.unsqueeze(1), source=(src_row, src_col), targets=input_ids[dst_row, P + dst_col],
+        dest=(dst_row, dst_col),
     )
 
 
