@@ -285,3 +285,72 @@ def test_a_fit_first_three_steps_match_the_unshared_path(tiny_model_dir):
         assert b["kl"] > 0 or a is mine.metrics[0]  # the reference pass is compared too, once the policy has moved
         for key in ("loss", "kl", "entropy", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
+
+
+ZERO3_SCRIPT = r'''
+import json, os, sys
+import torch, torch.distributed as dist
+import deepspeed
+from r1lit.policy.loading import load_policy
+from r1lit.policy.logprobs import CompletionLogprobs
+from r1lit.policy.shared_prefix import SharedPrefixLogprobs
+sys.path.insert(0, sys.argv[2])
+from test_shared_prefix import _batch
+
+dist.init_process_group("gloo")  # world 1 from the environment: RANK, WORLD_SIZE, MASTER_ADDR/PORT
+model = load_policy(sys.argv[1]).float()
+config = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, "zero_force_ds_cpu_optimizer": False,
+          "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}
+engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=0.0), config=config)
+assert all(p.numel() == 0 for p in engine.module.parameters())  # partitioned: every forward gathers its weights
+ids, attention = _batch()
+real = attention[:, 6:].float()
+out = {}
+for name, scorer in (("shared", SharedPrefixLogprobs(0.7, chunk_tokens=4)), ("unshared", CompletionLogprobs(0.7, chunk_tokens=4))):
+    logps, ent = scorer(engine.module, ids, attention, 5, 5, "metric")
+    engine.backward((logps * real * torch.linspace(0.5, 1.5, 30).view(6, 5)).sum())
+    grads = {n: deepspeed.utils.safe_get_full_grad(p).clone() for n, p in engine.module.named_parameters()}
+    engine.step()  # lr 0: clears the accumulated gradients for the next scorer
+    out[name] = ((logps.detach() * real).tolist(), (ent * real).tolist(), {n: g.flatten().tolist() for n, g in grads.items()})
+    if name == "shared":
+        assert scorer.shares(engine.module)
+json.dump(out, open(sys.argv[3], "w"))
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.deepspeed
+def test_under_deepspeed_zero3(tmp_path, tiny_model_dir):
+    """Under DeepSpeed ZeRO-3 (world 1 over gloo, every weight partitioned and gathered by its hooks), the packed
+    path gives the unshared path's log-probs, entropies and full gradients in fp32."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script, result = tmp_path / "zero3.py", tmp_path / "out.json"
+    script.write_text(ZERO3_SCRIPT)
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([str(here.parents[2]), str(here.parents[1].parent / "support")])}
+    done = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(here), str(result)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(result.read_text())
+    (logps, ent, grads), (ref_logps, ref_ent, ref_grads) = out["shared"], out["unshared"]
+    assert torch.allclose(torch.tensor(logps), torch.tensor(ref_logps), atol=1e-6)
+    assert torch.allclose(torch.tensor(ent), torch.tensor(ref_ent), atol=1e-5)
+    assert grads.keys() == ref_grads.keys() and ref_grads
+    nonzero = 0
+    for name, grad in ref_grads.items():
+        mine, theirs = torch.tensor(grads[name]), torch.tensor(grad)
+        assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4), name
+        nonzero += int(theirs.abs().max() > 0)
+    assert nonzero > len(ref_grads) // 2
