@@ -38,7 +38,8 @@ from r1lit.grpo.losses import selective_log_softmax
 from r1lit.grpo.metrics import token_entropy
 from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, head_logprobs, lm_parts
 
-MASKED_KERNELS = ("sdpa", "eager")  # attention implementations that take a custom 4-D mask (bool for sdpa, additive for eager)
+# attention implementations that take a custom 4-D mask: bool for sdpa, additive for eager
+MASKED_KERNELS = ("sdpa", "eager")
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ def pack(input_ids: Tensor, attention: Tensor, completion_len: int, width: int, 
                 allowed[r, col:col + k, home_start:home_start + home_len] = True
             allowed[r, col:col + k, col:col + k] = tril[:k, :k]  # and itself (a prompt: itself), causally
             col += k
-        allowed[r, range(col, L), range(col, L)] = True  # pads see themselves: no query without a key
+        pads = torch.arange(col, L, device=device)
+        allowed[r, pads, pads] = True  # pads see themselves: no query without a key
     src_row, src_col = (torch.cat(t).to(device) for t in zip(*sources))  # [M] each
     dst_row, dst_col = (torch.cat(t).to(device) for t in zip(*dests))  # [M] each
     return Packed(

@@ -288,7 +288,7 @@ def test_a_fit_first_three_steps_match_the_unshared_path(tiny_model_dir):
 
 
 ZERO3_SCRIPT = r'''
-import json, os, sys
+import json, sys
 import torch, torch.distributed as dist
 import deepspeed
 from r1lit.policy.loading import load_policy
