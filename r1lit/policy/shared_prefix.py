@@ -185,8 +185,13 @@ class SharedPrefixLogprobs:
         if row_tokens < 1:
             raise ValueError(f"row_tokens must be >= 1, got {row_tokens}")
         self.unshared = CompletionLogprobs(temperature, chunk_tokens, chunked)
-        self.temperature, self.chunk_tokens, self.row_tokens = temperature, chunk_tokens, row_tokens
+        self.temperature, self.chunk_tokens, self.chunked = temperature, chunk_tokens, chunked
+        self.row_tokens = row_tokens
         self._shares: dict[int, bool] = {}
+
+    def uses_chunks(self, model: nn.Module) -> bool:
+        """Whether log-probs go through the chunked LM head for this model (as ``CompletionLogprobs.uses_chunks``)."""
+        return self.unshared.uses_chunks(model)
 
     def shares(self, model: nn.Module) -> bool:
         """Whether this model takes the packed path: its config allows it and a probe gives the unshared values
@@ -235,7 +240,7 @@ class SharedPrefixLogprobs:
         inputs = dict(input_ids=packed.input_ids, attention_mask=attention_mask_for(model, packed.allowed),
                       position_ids=packed.position_ids, use_cache=False)
         targets = packed.targets.unsqueeze(0)  # [1, M]
-        if self.unshared.uses_chunks(model):
+        if self.uses_chunks(model):
             decoder, head = lm_parts(model)
             hidden = decoder(**inputs).last_hidden_state  # [R, L, H]
             logps, ent = head_logprobs(head, hidden[packed.source].unsqueeze(0), targets, self.temperature,
