@@ -1,24 +1,29 @@
 """The FLOP floor of one GRPO step on this machine: the model's own GEMM shapes timed in bf16 and fp32, the step's
-arithmetic counted, and a measured step time's ratio to the floor.
+arithmetic counted, and a measured step time's ratio to the floor (and to the floor of the unshared layout).
 
     .venv/bin/python benchmarks/flop_floor.py [--prompts 4] [--generations 4] [--completion-tokens 64] [--decode-steps 64]
         [--step-seconds r1lit-best=20.7 trl-best=27.3 …] [--threads 2] [--smoke]
 
 benchmarks/bench_vs_trl.py runs it at the end with the workload's measured completion lengths and step times.
 
-Counted (2 FLOPs per multiply-add; N = prompts × generations sequences, P prompt tokens, C completion tokens, both
-means over real tokens, no padding):
-- policy forward + backward = 3 × forward over N·(P + C) tokens (backward = grad-input + grad-weight GEMMs; the
-  extra forward of gradient checkpointing is not counted);
-- reference forward = 1 × forward over the same tokens;
+Counted (2 FLOPs per multiply-add; B distinct prompts, G generations each, N = B·G sequences, P prompt tokens,
+C completion tokens, both means over real tokens, no padding):
+- policy forward + backward = 3 × forward (backward = grad-input + grad-weight GEMMs; the extra forward of
+  gradient checkpointing is not counted);
+- reference forward = 1 × forward;
+- the forward that must be done runs each prompt once per group: B·P + N·C tokens through the linears, each prompt
+  token attending causally within its prompt and each completion token to its prompt and its own earlier tokens
+  (what r1lit/policy/shared_prefix.py computes); the floor of the unshared layout, every completion with its own
+  copy of the prompt (N·(P + C) tokens), is printed next to it. Both feed each completion's last token, which
+  predicts nothing scored (about 1/C of the completion work);
 - prefill of the B distinct prompts (HF generate prefills all N copies; a floor needs each prompt once);
 - decode: ``decode-steps`` − 1 passes over N sequences (the first token comes from the prefill), each new token
   attending to everything before it.
 A forward per token = the 7 linear layers of each block + causal attention (QKᵀ and AV over the positions before it)
 + the LM head on the completion tokens only (what both trainers keep logits for; the prefill keeps its last one).
 
-The floor's time = all FLOPs / the model's GEMM rate (forward and backward shapes at the training token count, the
-FLOP-weighted rate over them), plus the decode passes' weight reads (the weights in the setting's dtype, read once per
+The floor's time = all FLOPs / the model's GEMM rate (forward and backward shapes at the training token count of
+that layout, the FLOP-weighted rate over them), plus the decode passes' weight reads (the weights in the setting's dtype, read once per
 pass, at the bandwidth of a large tensor copy). Norms, softmax, RoPE, the optimizer and sampling are left out: a step
 cannot be faster than this, and its ratio to it says how much room there is.
 """
@@ -104,6 +109,18 @@ def forward_flops(shape: ModelShape, sequences: int, length: float, logit_tokens
     return sequences * per_sequence
 
 
+def shared_forward_flops(shape: ModelShape, prompts: int, generations: int, prompt_tokens: float,
+                         completion_tokens: float) -> float:
+    """One forward over ``prompts`` groups with each prompt computed once: per group P + G·C tokens through the
+    linears; attention Σctx = P(P+1)/2 for the prompt and, per completion, C·P + C(C+1)/2 (each of its tokens sees
+    the whole prompt and its own tokens up to itself); the LM head on the G·C completion tokens."""
+    P, C, G = prompt_tokens, completion_tokens, generations
+    context_sum = causal_context_sum(P) + G * (C * P + causal_context_sum(C))
+    per_group = (linear_flops(shape, P + G * C) + attention_flops(shape, context_sum)
+                 + lm_head_flops(shape, G * C))
+    return prompts * per_group
+
+
 def decode_flops(shape: ModelShape, sequences: int, prompt_tokens: float, passes: int) -> float:
     """``passes`` one-token forwards over ``sequences`` sequences after a prefill of ``prompt_tokens``: pass t
     (1-based) feeds the t-th generated token, which attends to the prompt, the tokens before it and itself."""
@@ -112,11 +129,24 @@ def decode_flops(shape: ModelShape, sequences: int, prompt_tokens: float, passes
     return sequences * per_sequence
 
 
-def step_flops(shape: ModelShape, prompts: int, generations: int, prompt_tokens: float, completion_tokens: float,
-               decode_steps: int) -> dict[str, float]:
-    """The step's arithmetic by stage (FLOPs); see the module docstring for what each stage counts."""
+def training_tokens(prompts: int, generations: int, prompt_tokens: float,
+                    completion_tokens: float) -> dict[str, tuple[float, float]]:
+    """Tokens one log-prob forward feeds and keeps logits for, by layout: ``shared`` (each prompt once per group:
+    B·P + N·C) and ``unshared`` (every completion with its own copy: N·(P + C)); logits for N·C in both."""
     n = prompts * generations
-    forward = forward_flops(shape, n, prompt_tokens + completion_tokens, completion_tokens)
+    return {"shared": (prompts * prompt_tokens + n * completion_tokens, n * completion_tokens),
+            "unshared": (n * (prompt_tokens + completion_tokens), n * completion_tokens)}
+
+
+def step_flops(shape: ModelShape, prompts: int, generations: int, prompt_tokens: float, completion_tokens: float,
+               decode_steps: int, shared_prompt: bool = True) -> dict[str, float]:
+    """The step's arithmetic by stage (FLOPs); see the module docstring for what each stage counts.
+    ``shared_prompt``: each prompt computed once per group in the log-prob passes (False: once per completion)."""
+    n = prompts * generations
+    if shared_prompt:
+        forward = shared_forward_flops(shape, prompts, generations, prompt_tokens, completion_tokens)
+    else:
+        forward = forward_flops(shape, n, prompt_tokens + completion_tokens, completion_tokens)
     stages = {
         "policy forward + backward": 3.0 * forward,
         "reference forward": forward,
@@ -194,7 +224,7 @@ def prompt_token_count(model_path: str, problems_file: str | None) -> float:
     if problems_file:
         problems = [json.loads(line)["problem"] for line in open(problems_file)]
     else:
-        sys.path.insert(0, str(ROOT / "tools"))
+        sys.path.insert(0, str(ROOT / "benchmarks"))
         from bench_vs_trl import make_problems
 
         problems = [p["problem"] for p in make_problems(64)]
@@ -236,10 +266,10 @@ def main() -> None:
     prompt_tokens = args.prompt_tokens if args.prompt_tokens is not None else prompt_token_count(path, args.problems)
     B, G, C, D = args.prompts, args.generations, args.completion_tokens, args.decode_steps
     N = B * G
-    train_tokens, logit_tokens = round(N * (prompt_tokens + C)), round(N * C)
     repeats, copy_mb = (1, 32) if args.smoke else (args.repeats, args.copy_mb)
+    tokens = {name: (round(fed), round(logits)) for name, (fed, logits) in training_tokens(B, G, prompt_tokens, C).items()}
     if args.smoke:
-        train_tokens, logit_tokens = min(train_tokens, 64), min(logit_tokens, 16)
+        tokens = {name: (min(fed, 64), min(logits, 16)) for name, (fed, logits) in tokens.items()}
 
     print(f"model {path}: hidden {shape.hidden}, intermediate {shape.intermediate}, {shape.layers} layers, "
           f"{shape.heads}/{shape.kv_heads} heads × {shape.head_dim}, vocab {shape.vocab}; "
@@ -251,49 +281,55 @@ def main() -> None:
     rates: dict[str, dict[str, float]] = {}
     prefill_tokens = 16 if args.smoke else max(round(B * prompt_tokens), 1)
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        rates[name] = {
-            "train": model_gemm_rate(shape, train_tokens, logit_tokens, dtype, repeats),
-            "prefill": model_gemm_rate(shape, prefill_tokens, B, dtype, repeats, backward=False),
-            "decode": model_gemm_rate(shape, N, N, dtype, repeats, backward=False),
-        }
+        rates[name] = {layout: model_gemm_rate(shape, fed, logits, dtype, repeats) for layout, (fed, logits) in tokens.items()}
+        rates[name]["prefill"] = model_gemm_rate(shape, prefill_tokens, B, dtype, repeats, backward=False)
+        rates[name]["decode"] = model_gemm_rate(shape, N, N, dtype, repeats, backward=False)
     bandwidth = copy_bandwidth(copy_mb, repeats)
     print(f"\nGEMM rate on the model's shapes (GFLOP/s, best of {repeats}):")
-    print(f"  {'':44} {'bf16':>8} {'fp32':>8}")
-    for key, label in [("train", f"forward + backward, {train_tokens} tokens (LM head {logit_tokens})"),
-                       ("prefill", f"forward, {prefill_tokens} tokens (prefill)"), ("decode", f"forward, {N} tokens (one decode pass)")]:
-        print(f"  {label:44} {rates['bf16'][key] / 1e9:8.0f} {rates['fp32'][key] / 1e9:8.0f}")
+    print(f"  {'':56} {'bf16':>8} {'fp32':>8}")
+    labels = [(layout, f"forward + backward, {fed} tokens (LM head {logits}), {layout}")
+              for layout, (fed, logits) in tokens.items()]
+    labels += [("prefill", f"forward, {prefill_tokens} tokens (prefill)"), ("decode", f"forward, {N} tokens (one decode pass)")]
+    for key, label in labels:
+        print(f"  {label:56} {rates['bf16'][key] / 1e9:8.0f} {rates['fp32'][key] / 1e9:8.0f}")
     print(f"memory: copy of {copy_mb} MiB at {bandwidth / 1e9:.1f} GB/s (read + write)")
 
-    stages = step_flops(shape, B, G, prompt_tokens, C, D)
-    floors = {}
-    print("\nstep arithmetic and floor (seconds = FLOP / the forward + backward rate; decode weight reads at the copy "
-          "bandwidth):")
-    print(f"  {'stage':30} {'TFLOP':>7} {'bf16 s':>8} {'fp32 s':>8}")
-    for stage, flops in stages.items():
-        print(f"  {stage:30} {flops / 1e12:7.3f} {flops / rates['bf16']['train']:8.2f} {flops / rates['fp32']['train']:8.2f}")
     reads = {name: decode_weight_bytes(shape, D, size) / bandwidth for name, size in (("bf16", 2), ("fp32", 4))}
-    print(f"  {'decode weight reads':30} {'':7} {reads['bf16']:8.2f} {reads['fp32']:8.2f}   "
-          f"({max(D - 1, 0)} passes × {shape.matmul_params() / 1e6:.1f}M weights × 2 or 4 bytes)")
-    for name in ("bf16", "fp32"):
-        floors[name] = stages["total"] / rates[name]["train"] + reads[name]
-    print(f"  {'floor':30} {'':7} {floors['bf16']:8.2f} {floors['fp32']:8.2f}")
+    floors: dict[str, dict[str, float]] = {}
+    for layout, title in (("shared", "each prompt once per group: the floor"),
+                          ("unshared", "every completion with its own copy of the prompt: the unshared layout's floor")):
+        stages = step_flops(shape, B, G, prompt_tokens, C, D, shared_prompt=layout == "shared")
+        print(f"\nstep arithmetic, {title} (seconds = FLOP / that layout's forward + backward rate; decode weight "
+              "reads at the copy bandwidth):")
+        print(f"  {'stage':30} {'TFLOP':>7} {'bf16 s':>8} {'fp32 s':>8}")
+        for stage, flops in stages.items():
+            print(f"  {stage:30} {flops / 1e12:7.3f} {flops / rates['bf16'][layout]:8.2f} "
+                  f"{flops / rates['fp32'][layout]:8.2f}")
+        print(f"  {'decode weight reads':30} {'':7} {reads['bf16']:8.2f} {reads['fp32']:8.2f}   "
+              f"({max(D - 1, 0)} passes × {shape.matmul_params() / 1e6:.1f}M weights × 2 or 4 bytes)")
+        floors[layout] = {name: stages["total"] / rates[name][layout] + reads[name] for name in ("bf16", "fp32")}
+        print(f"  {'floor (' + layout + ')':30} {'':7} {floors[layout]['bf16']:8.2f} {floors[layout]['fp32']:8.2f}")
 
     if args.step_seconds:
-        print("\nmeasured step / floor:")
+        print("\nmeasured step / floor (in brackets: / the unshared layout's floor):")
     measured = {}
     for item in args.step_seconds:
         name, _, value = item.rpartition("=")
         seconds = float(value)
         dtypes = ["fp32"] if "fp32" in name else ["bf16"] if name else ["bf16", "fp32"]
-        measured[name or "step"] = {"seconds": seconds, **{f"x_{d}_floor": seconds / floors[d] for d in dtypes}}
-        print(f"  {name or 'step':20} {seconds:7.2f} s = " + ", ".join(f"{seconds / floors[d]:.1f} × the {d} floor"
-                                                                    for d in dtypes))
+        measured[name or "step"] = {"seconds": seconds, **{f"x_{d}_floor_{layout}": seconds / floors[layout][d]
+                                                           for d in dtypes for layout in floors}}
+        print(f"  {name or 'step':20} {seconds:7.2f} s = " + ", ".join(
+            f"{seconds / floors['shared'][d]:.1f} × the {d} floor ({seconds / floors['unshared'][d]:.1f})" for d in dtypes))
     if not args.smoke or args.results is not None:
         write_result("flop_floor", {
             "model": str(path), "prompts": B, "generations": G, "prompt_tokens": prompt_tokens, "completion_tokens": C,
             "decode_steps": D, "threads": torch.get_num_threads(), "repeats": repeats,
             "gflops": {d: {k: v / 1e9 for k, v in r.items()} for d, r in rates.items()},
-            "copy_gb_per_s": bandwidth / 1e9, "stage_tflop": {k: v / 1e12 for k, v in stages.items()},
+            "copy_gb_per_s": bandwidth / 1e9,
+            "stage_tflop": {layout: {k: v / 1e12 for k, v in step_flops(shape, B, G, prompt_tokens, C, D,
+                                                                        shared_prompt=layout == "shared").items()}
+                            for layout in floors},
             "decode_weight_reads_s": reads, "floor_s": floors, "measured": measured}, args.results)
 
 

@@ -39,11 +39,36 @@ def test_decode_flops_by_hand():
     assert ff.decode_flops(TINY, 2, 3, 0) == 0
 
 
+def test_shared_forward_flops_by_hand():
+    """One group, P=3, G=2, C=2: the prompt once and both completions, 3 + 2·2 = 7 tokens through the linears
+    (2·144·2·7 = 4032); attention Σctx = 6 (the prompt, 1+2+3) + 2·(2·3 + 1+2) (each completion token sees the 3
+    prompt tokens and its own up to itself) = 24, so 4·2·4·24 = 768; LM head on 4 tokens 2·4·10·4 = 320. Total 5120,
+    against the unshared 2 sequences of 5 tokens: 2·(2880 + 480 + 160) = 7040."""
+    assert ff.shared_forward_flops(TINY, 1, 2, 3, 2) == 4032 + 768 + 320 == 5120
+    assert ff.forward_flops(TINY, 2, 5, 2) == 2 * (2880 + 480 + 160) == 7040
+    assert ff.shared_forward_flops(TINY, 3, 2, 3, 2) == 3 * 5120
+    # a group of one has nothing to share: the same count as its own sequence
+    assert ff.shared_forward_flops(TINY, 3, 1, 5, 4) == ff.forward_flops(TINY, 3, 9, 4)
+
+
+def test_training_tokens_by_layout():
+    """The embedded default of issue 23's count: prompt 78 tokens, completions 22, G = 8: 78 + 8·22 = 254 tokens
+    carry distinct work where the unshared layout feeds 8·100 = 800; logits for 8·22 = 176 in both."""
+    assert ff.training_tokens(1, 8, 78, 22) == {"shared": (254, 176), "unshared": (800, 176)}
+    assert ff.training_tokens(4, 4, 90, 45) == {"shared": (4 * 90 + 16 * 45, 720), "unshared": (16 * 135, 720)}
+
+
 def test_step_flops_stages():
-    """B=2 prompts × G=2, P=3, C=2, 3 decode steps (2 passes after the prefill). Forward over 4 sequences of 5
-    tokens with 2 logits each: 4·(2·144·2·5 + 4·2·4·15 + 2·4·10·2) = 4·(2880 + 480 + 160) = 14080.
-    Prefill: 2 prompts of 3 tokens, 1 logit: 2·(1728 + 192 + 80) = 4000. Decode: 4 sequences, 2 passes: 6400."""
-    stages = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3)
+    """B=2 prompts × G=2, P=3, C=2, 3 decode steps (2 passes after the prefill). Unshared forward over 4 sequences
+    of 5 tokens with 2 logits each: 4·(2·144·2·5 + 4·2·4·15 + 2·4·10·2) = 4·(2880 + 480 + 160) = 14080; shared:
+    2 groups of 5120 (test above) = 10240. Prefill: 2 prompts of 3 tokens, 1 logit: 2·(1728 + 192 + 80) = 4000.
+    Decode: 4 sequences, 2 passes: 6400."""
+    shared = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3)
+    assert shared["policy forward + backward"] == 3 * 10240
+    assert shared["reference forward"] == 10240
+    assert shared["total"] == 3 * 10240 + 10240 + 4000 + 6400 == 51360
+    stages = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3,
+                           shared_prompt=False)
     assert stages["policy forward + backward"] == 3 * 14080
     assert stages["reference forward"] == 14080
     assert stages["prefill (distinct prompts)"] == 4000
@@ -63,10 +88,16 @@ def test_smollm2_shapes_from_config():
     assert shape.matmul_params() == 30 * 3_538_944 + 576 * 49152 == 134_479_872
     assert ff.linear_flops(shape, 1) == 212_336_640
     assert ff.lm_head_flops(shape, 1) == 56_623_104
-    # the issue's workload with 108-token prompts and full 64-token completions: ≈ 2.1 TFLOP policy fwd + bwd
-    stages = ff.step_flops(shape, 4, 4, 108, 64, 64)
+    # the issue's workload with 108-token prompts and full 64-token completions: ≈ 2.0 TFLOP policy fwd + bwd
+    stages = ff.step_flops(shape, 4, 4, 108, 64, 64, shared_prompt=False)
     assert stages["policy forward + backward"] / 1e12 == pytest.approx(1.97, abs=0.01)
     assert stages["reference forward"] / 1e12 == pytest.approx(0.659, abs=0.001)
+    # each prompt once: 4·108 + 16·64 = 1456 tokens × 212.3 MFLOP = 309.2 GFLOP of linears; attention
+    # 4·30·9·64 = 69,120 FLOP per attended position × 4·(108·109/2 + 4·(64·108 + 64·65/2)) = 167,416 positions
+    # = 11.6 GFLOP; LM head 1024 × 56.6 MFLOP = 58.0 GFLOP: a forward of 378.7 GFLOP, 1.136 TFLOP fwd + bwd
+    shared = ff.step_flops(shape, 4, 4, 108, 64, 64)
+    assert shared["reference forward"] / 1e9 == pytest.approx(309.162 + 11.572 + 57.982, abs=0.01)
+    assert shared["policy forward + backward"] / 1e12 == pytest.approx(1.136, abs=0.001)
 
 
 def test_head_dim_defaults_to_hidden_over_heads():

@@ -1,0 +1,110 @@
+"""Shared-prefix log-probs against the unshared path on one synthetic rollout: forward + backward (the policy's
+pass) and a no-grad forward (the reference's), each micro-batch as the trainer runs it, best of ``--repeats``.
+
+    .venv/bin/python benchmarks/bench_shared_prefix.py [--model embedded:smollm2-135m-instruct] [--prompts 2]
+        [--generations 8] [--prompt-tokens 78] [--completion-tokens 22] [--micro-batch 16] [--bf16] [--threads 2]
+
+The rollout: ``--prompts`` prompts of about ``--prompt-tokens`` tokens (lengths spread ±25 %, left-padded to the
+longest), ``--generations`` completions each with lengths uniform in [C/2, 3C/2] (right-padded), random token ids,
+rows of a prompt adjacent; micro-batches of ``--micro-batch`` rows with the trainer's width (the micro-batch's longest
+completion). The defaults are the embedded default's measured shape (issue 23: prompt 78, completions 22, G = 8).
+It checks that both paths agree on the real tokens before timing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def rollout(prompts: int, generations: int, prompt_tokens: int, completion_tokens: int, vocab: int,
+            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(input_ids [N, P + C], attention [N, P + C], C) with prompts left-padded and completions right-padded."""
+    g = torch.Generator().manual_seed(seed)
+    p_lens = [max(1, round(prompt_tokens * (0.75 + 0.5 * float(torch.rand(1, generator=g))))) for _ in range(prompts)]
+    c_lens = torch.randint(max(1, completion_tokens // 2), max(2, 3 * completion_tokens // 2 + 1),
+                           (prompts * generations,), generator=g).tolist()
+    P, C = max(p_lens), max(c_lens)
+    ids = torch.zeros(prompts * generations, P + C, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for b, p in enumerate(p_lens):
+        prompt = torch.randint(10, vocab, (p,), generator=g)
+        for row in range(b * generations, (b + 1) * generations):
+            c = c_lens[row]
+            ids[row, P - p:P], attention[row, P - p:P] = prompt, 1
+            ids[row, P:P + c], attention[row, P:P + c] = torch.randint(10, vocab, (c,), generator=g), 1
+    return ids, attention, C
+
+
+def best(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct", help="hub id, folder or embedded:…")
+    parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--prompt-tokens", type=int, default=78)
+    parser.add_argument("--completion-tokens", type=int, default=22)
+    parser.add_argument("--micro-batch", type=int, default=16, help="rows per micro-batch")
+    parser.add_argument("--chunk-tokens", type=int, default=256, help="the LM head's chunk (model.logprob_chunk_tokens)")
+    parser.add_argument("--row-tokens", type=int, default=2048, help="SharedPrefixLogprobs' packed row budget")
+    parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (fp32 weights), as bf16-mixed trains")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from r1lit.policy.loading import disable_dropout_in_model, load_policy
+    from r1lit.policy.logprobs import CompletionLogprobs
+    from r1lit.policy.shared_prefix import SharedPrefixLogprobs
+
+    torch.set_num_threads(args.threads)
+    model = disable_dropout_in_model(load_policy(args.model))
+    ids, attention, C = rollout(args.prompts, args.generations, args.prompt_tokens, args.completion_tokens,
+                                model.config.vocab_size)
+    n = ids.shape[0]
+    slices = [(slice(i, i + args.micro_batch), int(attention[i:i + args.micro_batch, -C:].sum(1).max()))
+              for i in range(0, n, args.micro_batch)]
+    scorers = {"unshared": CompletionLogprobs(1.0, args.chunk_tokens),
+               "shared": SharedPrefixLogprobs(1.0, args.chunk_tokens, row_tokens=args.row_tokens)}
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
+    def policy_pass(scorer):
+        for mb, width in slices:
+            with autocast:
+                logps, _ = scorer(model, ids[mb], attention[mb], C, width, "metric")
+            logps.sum().backward()
+        model.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def reference_pass(scorer):
+        with autocast:
+            return [scorer(model, ids[mb], attention[mb], C, width)[0] for mb, width in slices]
+
+    real = [attention[mb, -C:][:, :width].float() for mb, width in slices]
+    gap = max(float(((a - b) * m).abs().max()) for a, b, m in
+              zip(reference_pass(scorers["shared"]), reference_pass(scorers["unshared"]), real))
+    fed = int(attention.sum())
+    print(f"model {args.model}: {n} rows ({args.prompts} prompts × {args.generations}), padded {ids.shape[1]} columns, "
+          f"{fed} real tokens, {len(slices)} micro-batches; {'bf16 autocast' if args.bf16 else 'fp32'}, "
+          f"torch threads {torch.get_num_threads()}; max |shared − unshared| log-prob on real tokens {gap:.2e}")
+    print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14}")
+    times = {}
+    for name, scorer in scorers.items():
+        times[name] = (best(lambda: policy_pass(scorer), args.repeats), best(lambda: reference_pass(scorer), args.repeats))
+        print(f"  {name:10} {times[name][0]:10.3f} {times[name][1]:14.3f}")
+    (u_train, u_ref), (s_train, s_ref) = times["unshared"], times["shared"]
+    print(f"  speed-up   {u_train / s_train:10.2f}× {u_ref / s_ref:13.2f}×")
+
+
+if __name__ == "__main__":
+    main()

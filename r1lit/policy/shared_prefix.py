@@ -1,0 +1,259 @@
+"""Completion log-probs with each distinct prompt computed once: GRPO's G completions of a prompt share its forward.
+
+The unshared path (``CompletionLogprobs``) runs every row as [left padding, prompt, completion, right padding], so a
+group of G completions computes its prompt G times, and every row pays for the micro-batch's longest prompt and
+completion. Here the rows of a micro-batch that carry the same prompt (adjacent rows with equal prompt tokens: a GRPO
+group, or the part of it in this micro-batch; a group of one is fine) are packed into one sequence
+
+    [prompt, c1[:-1], c2[:-1], …, cG[:-1]]        (real tokens only: no padding inside a group)
+
+with a 4-D attention mask under which each completion sees the prompt and its own earlier tokens, never another
+completion, and position ids that restart at len(prompt) for each completion. Every completion token then sees the
+same keys, values and positions as in its own row, so its log-prob is the same; the prompt's hidden states feed all
+G completions, so backward sums their gradients into the prompt positions exactly as the G unshared rows would.
+A completion's last token predicts nothing that is scored, so it is not fed; its first token is predicted by the
+prompt's last position. Groups are laid into rows of at most ``row_tokens`` tokens (a group longer than that is split,
+each part with its own copy of the prompt): the mask makes attention cost the square of a row's length, so the bound
+trades attention work against repeated prompts. Rows are right-padded to the longest; pad positions see only
+themselves and nobody sees them.
+
+It runs through the model's own forward (``input_ids``, a 4-D ``attention_mask``, ``position_ids``), so gradient
+checkpointing, autocast, DeepSpeed ZeRO and the chunked LM head (``head_logprobs``) compose with it unchanged. A
+model where that cannot give the unshared values (an attention kernel that takes no 4-D mask, such as
+flash_attention_2; sliding-window layers; no ``position_ids``; or a probe that disagrees) uses the unshared path,
+and says so once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from r1lit.grpo.entropy import entropy_with_grad
+from r1lit.grpo.losses import selective_log_softmax
+from r1lit.grpo.metrics import token_entropy
+from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, head_logprobs, lm_parts
+
+# attention implementations that take a custom 4-D mask: bool for sdpa, additive for eager
+MASKED_KERNELS = ("sdpa", "eager")
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A micro-batch laid out as R packed rows of L tokens, and where each scored token's log-prob comes from and goes.
+
+    M is the number of scored tokens (each row's completion tokens up to its length and ``width``)."""
+
+    input_ids: Tensor  # [R, L]
+    position_ids: Tensor  # [R, L]
+    allowed: Tensor  # [R, 1, L, L] bool: query (dim 2) may attend to key (dim 3)
+    source: tuple[Tensor, Tensor]  # (packed row [M], packed column [M]) of the hidden state that predicts each token
+    targets: Tensor  # [M] the scored token ids
+    dest: tuple[Tensor, Tensor]  # (batch row [M], completion index [M]) of each scored token
+
+
+def pack(input_ids: Tensor, attention: Tensor, completion_len: int, width: int, row_tokens: int) -> Packed | None:
+    """Lay out the micro-batch (input_ids/attention: [n, P + C], prompts padded anywhere, C = ``completion_len``) as
+    shared-prompt packed rows. None when there is nothing to score, a prompt has no token, or a completion's mask
+    is not ones then zeros (the layout keeps a completion's first tokens only)."""
+    n, total = input_ids.shape
+    P = total - completion_len
+    prompts, prompt_mask = input_ids[:, :P], attention[:, :P].bool()  # [n, P]
+    comp_mask = attention[:, P:P + width].bool()  # [n, width]
+    lengths = comp_mask.sum(dim=1)  # [n]
+    prefix = (comp_mask == (torch.arange(width, device=attention.device) < lengths[:, None])).all()
+    same = ((prompts[1:] * prompt_mask[1:] == prompts[:-1] * prompt_mask[:-1])
+            & (prompt_mask[1:] == prompt_mask[:-1])).all(dim=1)  # [n - 1]: row i + 1 has row i's prompt
+    host = torch.cat([lengths, same.long(), prefix.long().view(1)]).tolist()  # one device → host sync
+    lengths, same, prefix = host[:n], host[n:2 * n - 1], host[-1]
+    prompt_mask = prompt_mask.cpu()
+    if not prefix or sum(lengths) == 0 or not bool(prompt_mask.any(dim=1).all()):
+        return None
+
+    groups, start = [], 0  # [(first row, end row)] of adjacent rows with one prompt
+    for i in range(1, n + 1):
+        if i == n or not same[i - 1]:
+            groups.append((start, i))
+            start = i
+    # the pieces of each packed row: (flat token index [k], positions [k], first column of its prompt copy, the
+    # prompt copy's length); a prompt copy is a piece of its own
+    rows: list[list[tuple[Tensor, Tensor, int, int]]] = []
+    sources, dests = [], []  # per completion: (packed row [k+1], packed column [k+1]), (batch row [k+1], index [k+1])
+    used = row_tokens + 1  # tokens in the current packed row (forces a first row)
+
+    def open_prompt(row: int, new_row: bool) -> tuple[int, int]:
+        nonlocal used
+        if new_row:
+            rows.append([])
+            used = 0
+        cols = prompt_mask[row].nonzero().squeeze(1)  # [p] the prompt's real tokens, wherever the padding is
+        rows[-1].append((row * total + cols, torch.arange(len(cols)), used, len(cols)))
+        used += len(cols)
+        return used - len(cols), len(cols)
+
+    for first, end in groups:
+        scored = [i for i in range(first, end) if lengths[i] > 0]
+        if not scored:
+            continue
+        p = int(prompt_mask[first].sum())
+        home = open_prompt(first, used + p + lengths[scored[0]] - 1 > row_tokens)
+        fed_here = 0
+        for i in scored:
+            k = lengths[i] - 1  # tokens fed: all but the last
+            if fed_here and used + k > row_tokens:  # the row is full: this completion starts a row with its own prompt
+                home = open_prompt(first, True)
+                fed_here = 0
+            rows[-1].append((i * total + P + torch.arange(k), p + torch.arange(k), *home))
+            # token j is predicted by the prompt's last column (j = 0) or by the completion's token j - 1
+            sources.append((torch.full((k + 1,), len(rows) - 1), torch.cat([torch.tensor([sum(home) - 1]),
+                                                                            used + torch.arange(k)])))
+            dests.append((torch.full((k + 1,), i), torch.arange(k + 1)))
+            used += k
+            fed_here += 1
+
+    device = input_ids.device
+    L = max(sum(len(piece[0]) for piece in row) for row in rows)
+    R = len(rows)
+    flat = torch.zeros(R, L, dtype=torch.long)  # index into input_ids.view(-1); pads read token 0 of the batch
+    positions = torch.zeros(R, L, dtype=torch.long)
+    allowed = torch.zeros(R, L, L, dtype=torch.bool, device=device)  # [R, L(query), L(key)], filled block by block
+    tril = torch.ones(L, L, dtype=torch.bool, device=device).tril()
+    for r, row in enumerate(rows):
+        col = 0
+        for idx, pos, home_start, home_len in row:
+            k = len(idx)
+            flat[r, col:col + k], positions[r, col:col + k] = idx, pos
+            if col != home_start:  # a completion sees its whole prompt copy
+                allowed[r, col:col + k, home_start:home_start + home_len] = True
+            allowed[r, col:col + k, col:col + k] = tril[:k, :k]  # and itself (a prompt: itself), causally
+            col += k
+        pads = torch.arange(col, L, device=device)
+        allowed[r, pads, pads] = True  # pads see themselves: no query without a key
+    src_row, src_col = (torch.cat(t).to(device) for t in zip(*sources))  # [M] each
+    dst_row, dst_col = (torch.cat(t).to(device) for t in zip(*dests))  # [M] each
+    return Packed(
+        input_ids=input_ids.reshape(-1)[flat.to(device)], position_ids=positions.to(device),
+        allowed=allowed.unsqueeze(1), source=(src_row, src_col), targets=input_ids[dst_row, P + dst_col],
+        dest=(dst_row, dst_col),
+    )
+
+
+def attention_mask_for(model: nn.Module, allowed: Tensor) -> Tensor:
+    """The 4-D mask in the form the model's attention kernel takes: bool for sdpa, additive (0 / the dtype's
+    minimum, like transformers' own eager mask) for eager. allowed: [R, 1, L, L] bool."""
+    if model.config._attn_implementation == "sdpa":
+        return allowed
+    dtype = model.get_input_embeddings().weight.dtype
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why the packed layout cannot give this model's unshared values (read from its config and signature), or None."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return "it has no transformers config"
+    kernel = getattr(config, "_attn_implementation", None)
+    if kernel not in MASKED_KERNELS:
+        return f"its attention kernel {kernel!r} takes no custom 4-D mask (use attn_implementation sdpa or eager)"
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and any(t != "full_attention" for t in layer_types):
+        return "it has sliding-window or other non-full attention layers"
+    if layer_types is None and getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return "it uses sliding-window attention"
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        return "its forward takes no position_ids"
+    return None
+
+
+class SharedPrefixLogprobs:
+    """``CompletionLogprobs``'s contract with each distinct prompt of a micro-batch computed once (see the module
+    docstring); models that cannot take the packed layout use ``CompletionLogprobs`` itself, with one warning."""
+
+    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True, row_tokens: int = 2048):
+        """
+        Args:
+            temperature: the sampling temperature; log-probs are of softmax(logits / temperature).
+            chunk_tokens: tokens per chunk of the LM head (as ``CompletionLogprobs``).
+            chunked: whether to go through the chunked LM head where the model allows it (as ``CompletionLogprobs``).
+            row_tokens: the most tokens in one packed row; a group longer than this is split, each part with its
+                own copy of the prompt. Attention over a row costs the square of its length.
+        """
+        if row_tokens < 1:
+            raise ValueError(f"row_tokens must be >= 1, got {row_tokens}")
+        self.unshared = CompletionLogprobs(temperature, chunk_tokens, chunked)
+        self.temperature, self.chunk_tokens, self.chunked = temperature, chunk_tokens, chunked
+        self.row_tokens = row_tokens
+        self._shares: dict[int, bool] = {}
+
+    def uses_chunks(self, model: nn.Module) -> bool:
+        """Whether log-probs go through the chunked LM head for this model (as ``CompletionLogprobs.uses_chunks``)."""
+        return self.unshared.uses_chunks(model)
+
+    def shares(self, model: nn.Module) -> bool:
+        """Whether this model takes the packed path: its config allows it and a probe gives the unshared values
+        (checked once per model; the first refusal is warned about)."""
+        if id(model) not in self._shares:
+            reason = unsupported(model) or self._probe(model)
+            if reason:
+                rank_zero_warn(f"[r1lit] shared-prefix log-probs are off for {type(model).__name__}: {reason}; "
+                               "each completion is scored with its own copy of the prompt")
+            self._shares[id(model)] = reason is None
+        return self._shares[id(model)]
+
+    @torch.no_grad()
+    def _probe(self, model: nn.Module) -> str | None:
+        """Compare both paths on a short probe (two completions sharing a left-padded prompt, and a third row), in
+        the model's own dtype and eval mode: None when they agree, else why not."""
+        device = next(model.parameters()).device
+        ids = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 7, 8, 9], [4, 2, 6, 1, 3, 5, 7]], device=device)
+        attention = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1], [1] * 7], device=device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.autocast(device.type, enabled=False):
+                mine, _ = self._packed(model, pack(ids, attention, 3, 3, row_tokens=64), 3, 3, "none")
+                theirs, _ = self.unshared(model, ids, attention, 3, 3)
+        except (RuntimeError, TypeError, ValueError) as error:
+            return f"the packed forward failed ({type(error).__name__}: {error})"
+        finally:
+            model.train(was_training)
+        atol = 1e-4 if next(model.parameters()).dtype == torch.float32 else 5e-2
+        gap = float((mine - theirs).abs().max())
+        return None if gap <= atol else f"a probe's log-probs differ from the unshared path's by {gap:.2g}"
+
+    def __call__(self, model: nn.Module, input_ids: Tensor, attention: Tensor, completion_len: int, width: int,
+                 entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+        """Log-probs of the first ``width`` completion tokens; input_ids/attention: [n, P + C] (prompt padded,
+        C = ``completion_len``, rows of one prompt adjacent). Returns (logps [n, width] float32, entropies [n, width]
+        float32 or None), 0 where a completion has ended (the unshared path's values there are never trained on)."""
+        packed = pack(input_ids, attention, completion_len, width, self.row_tokens) if self.shares(model) else None
+        if packed is None:
+            return self.unshared(model, input_ids, attention, completion_len, width, entropy)
+        return self._packed(model, packed, input_ids.shape[0], width, entropy)
+
+    def _packed(self, model: nn.Module, packed: Packed, n: int, width: int,
+                entropy: EntropyMode) -> tuple[Tensor, Tensor | None]:
+        inputs = dict(input_ids=packed.input_ids, attention_mask=attention_mask_for(model, packed.allowed),
+                      position_ids=packed.position_ids, use_cache=False)
+        targets = packed.targets.unsqueeze(0)  # [1, M]
+        if self.uses_chunks(model):
+            decoder, head = lm_parts(model)
+            hidden = decoder(**inputs).last_hidden_state  # [R, L, H]
+            logps, ent = head_logprobs(head, hidden[packed.source].unsqueeze(0), targets, self.temperature,
+                                       self.chunk_tokens, entropy)  # [1, M] each
+        else:
+            keep = torch.unique(packed.source[1])  # [K] sorted: the columns whose logits are needed
+            logits = model(**inputs, logits_to_keep=keep).logits  # [R, K, V]
+            column = torch.searchsorted(keep, packed.source[1].contiguous())  # [M] each source's place in keep
+            logits = logits[packed.source[0], column].unsqueeze(0)  # [1, M, V]
+            logps = selective_log_softmax(logits, targets, self.temperature)
+            ent = (entropy_with_grad(logits, self.temperature) if entropy == "grad"
+                   else token_entropy(logits, self.temperature) if entropy == "metric" else None)
+        out = torch.zeros(n, width, dtype=torch.float32, device=logps.device).index_put(packed.dest, logps[0])
+        if ent is None:
+            return out, None
+        return out, torch.zeros(n, width, dtype=torch.float32, device=logps.device).index_put(packed.dest, ent[0])
