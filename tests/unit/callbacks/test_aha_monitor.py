@@ -212,6 +212,22 @@ def test_find_aha_lists_examples_with_the_phrase_highlighted(tmp_path):
     assert limited.count("Q: ") == 1 and "1 shown" in limited
 
 
+def test_find_aha_shows_the_base_rate_and_the_test(tmp_path):
+    """Without the monitor's file the base rate is the log's first step (1 completion, no phrase); after it,
+    reflection in 2 of 4: N = 5, K = 2: P(X >= 2) = C(2,2) C(3,2) / C(5,4) = 3/5."""
+    _write_log(tmp_path / "completions.jsonl")
+    out = _find_aha(tmp_path)
+    assert "base rate 0/1 = 0.0% (the log's step 0); chance of one by then 0%" in out
+    assert "after step 0: reflection 50.0% against a base rate of 0.0%: no rise detectable (p = 0.6;" in out
+    # the monitor's base rate wins: 1 of 4 completions reflected before any update
+    (tmp_path / "aha_rates.json").write_text(json.dumps(
+        {"baseline": {"step": 0, "n": 4, "correct": 1, "reflection": {"hits": 1, "hits_correct": 0},
+                      "aha": {"hits": 0, "hits_correct": 0}}, "windows": []}))
+    out = _find_aha(tmp_path)
+    # a sighting at 16 samples seen, base rate 1/4: 1 - 0.75^16 = 0.99
+    assert "base rate 1/4 = 25.0% (AhaMonitor, step 0); chance of one by then 99%" in out
+
+
 def test_find_aha_without_a_log_names_the_callback(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "find_aha.py"), str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
