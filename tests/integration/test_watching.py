@@ -52,6 +52,10 @@ def test_new_metrics_and_validation_accuracy_are_logged(run_dir):
     assert all(0 <= v <= 16 for v in logged["completions/mean_terminated_length"])
     for kind in ("reflection", "aha"):
         assert len(logged[f"aha/{kind}_rate"]) == STEPS and all(0.0 <= v <= 1.0 for v in logged[f"aha/{kind}_rate"])
+        # the base rate is the first step's rate (its rollout is sampled before any update), logged every step
+        assert logged[f"aha/baseline_{kind}_rate"] == [logged[f"aha/{kind}_rate"][0]] * STEPS
+    assert json.loads((run_dir / "aha_rates.json").read_text())["baseline"]["n"] == B * G
+    assert len(logged["health/truncated"]) == STEPS  # the CLI adds TrainingHealth to every fit
 
 
 @pytest.mark.slow
