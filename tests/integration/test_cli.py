@@ -148,6 +148,8 @@ def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name, monkeypatch):
     engine = cli.config.model.engine
     assert engine.class_path.endswith("VLLMServerEngine") and engine.init_args.base_url is None
     assert engine.init_args.gpu_memory_utilization == 0.7 and engine.init_args.dtype == "bfloat16"
+    sets = {name: source.init_args.path for name, source in cli.config.data.val_sources.items()}
+    assert sets == {"math500": "HuggingFaceH4/MATH-500", "gsm8k": "openai/gsm8k"}  # SimpleRL-Zoo's table, by hub id
 
 
 def test_multinode_recipe_spans_nodes_under_deepspeed(monkeypatch):
