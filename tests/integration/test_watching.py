@@ -163,3 +163,5 @@ def test_two_ranks_count_samples_and_tokens_over_both(tiny_model_dir, tmp_path):
     logged = scalars(run)
     assert len(logged["num_tokens"]) == 2 and logged["num_tokens"][1] > logged["num_tokens"][0]
     assert len(logged["aha/reflection_rate"]) == 2
+    assert json.loads((run / "aha_rates.json").read_text())["baseline"]["n"] == 2 * B * G  # both ranks' first rollout
+    assert len(logged["health/constant_rewards"]) == 2  # the health rules ran on both ranks (their counts gathered)
