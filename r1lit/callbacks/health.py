@@ -14,8 +14,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from r1lit.callbacks.run_info import log_step, run_dir
-from r1lit.errors import EngineError, TrainingError
-from r1lit.eval.health_rules import Finding, HealthMonitor, HealthThresholds, RuleName, StepSignals
+from r1lit.errors import ConfigError, EngineError, TrainingError
+from r1lit.eval.health_rules import RULES, Finding, HealthMonitor, HealthThresholds, RuleName, StepSignals
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.format import FormatReward
 
@@ -46,6 +46,10 @@ class TrainingHealth(L.Callback):
             correct_threshold: a completion is correct when the first ``AccuracyReward``'s score is at least this.
             filename: file in the run folder that lists every finding (JSON).
         """
+        unknown = sorted(set(stop_on) - {rule.name for rule in RULES})
+        if unknown:
+            raise ConfigError(f"TrainingHealth.stop_on: no rule named {unknown}; the rules are "
+                              f"{[rule.name for rule in RULES]}")
         self.thresholds, self.stop_on = thresholds, tuple(stop_on)
         self.correct_threshold, self.filename = correct_threshold, filename
         self.monitor = HealthMonitor(thresholds)
