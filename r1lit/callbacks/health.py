@@ -41,8 +41,8 @@ class TrainingHealth(L.Callback):
             thresholds: when each rule holds (window length and bounds).
             stop_on: rules that end the run with an error instead of only reporting (any of truncated, no_eos,
                 flat_groups, template_copying, entropy_collapse, length_collapse, frozen_engine, lr_zero,
-                constant_rewards). A frozen engine trains on samples from weights that no longer exist: stopped
-                by default.
+                constant_rewards). A frozen engine makes the run train on samples of weights it has left behind:
+                stopped by default.
             correct_threshold: a completion is correct when the first ``AccuracyReward``'s score is at least this.
             filename: file in the run folder that lists every finding (JSON).
         """

@@ -68,7 +68,8 @@ class HealthThresholds:
     entropy_low: float = 0.05
     """``entropy_collapse`` fires when the mean token entropy (nats) falls below this."""
     length_ratio: float = 0.25
-    """``length_collapse`` fires when the mean completion length falls below this fraction of the first window's."""
+    """``length_collapse`` fires when the mean completion length falls below this fraction of the first window's
+    while accuracy did not rise."""
     frozen_min_gap: float = 1e-3
     """``frozen_engine``: the mean sampler–trainer log-prob gap must exceed this (nats per token) ..."""
     frozen_ratio: float = 3.0
@@ -171,6 +172,8 @@ class EntropyCollapse(Rule):
 
 
 class LengthCollapse(Rule):
+    """Shorter and no more accurate: a model that learns to answer concisely and correctly is not a collapse."""
+
     name = "length_collapse"
 
     def check(self, history, t):
@@ -178,10 +181,14 @@ class LengthCollapse(Rule):
         last = _window(history, t.window, "length")
         if len(history) < 2 * t.window or last is None or len(first) < t.window:
             return None
+        accuracy_then = [s.accuracy for s in history[: t.window] if s.accuracy is not None]
+        accuracy_now = _window(history, t.window, "accuracy")
+        if accuracy_now is not None and accuracy_then and fmean(accuracy_now) > fmean(accuracy_then):
+            return None
         if fmean(last) < t.length_ratio * fmean(first):
-            return (f"mean completion length fell from {fmean(first):.0f} to {fmean(last):.0f} tokens: short answers "
-                    "are rewarded (check the rewards and an OverlongPenalty), or the updates are too large: lower "
-                    "the learning rate")
+            return (f"mean completion length fell from {fmean(first):.0f} to {fmean(last):.0f} tokens without a gain "
+                    "in accuracy: short answers are rewarded (check the rewards and an OverlongPenalty), or the "
+                    "updates are too large: lower the learning rate")
         return None
 
 

@@ -32,7 +32,7 @@ SICK = {  # rule -> how a step looks when it holds (applied from step 10 on)
     "flat_groups": dict(flat=0.95, all_wrong=0.9, all_right=0.05),
     "template_copying": dict(format=1.0, accuracy=0.0),
     "entropy_collapse": dict(entropy=0.01),
-    "length_collapse": dict(length=20.0),
+    "length_collapse": dict(length=20.0, accuracy=0.3),  # shorter, and no more accurate than at the start
     "lr_zero": dict(lr=0.0),
     "constant_rewards": dict(reward_spread=0.0),
 }
@@ -68,6 +68,11 @@ def test_flat_groups_says_whether_problems_are_too_hard_or_too_easy():
     stream = [dataclasses.replace(healthy(i), flat=1.0, all_wrong=0.0, all_right=1.0) for i in range(WINDOW)]
     (finding,) = [f for f in run(stream) if f.rule == "flat_groups"]
     assert "0% all wrong" in finding.message and "100% all right: too easy" in finding.message
+
+
+def test_shorter_and_more_accurate_is_no_collapse():
+    stream = [healthy(i) for i in range(10)] + [dataclasses.replace(healthy(i), length=20.0) for i in range(10, 30)]
+    assert [f for f in run(stream) if f.rule == "length_collapse"] == []  # healthy()'s accuracy keeps rising
 
 
 def test_lr_zero_is_silent_on_the_last_steps():
