@@ -73,7 +73,8 @@ class HealthThresholds:
     frozen_min_gap: float = 1e-3
     """``frozen_engine``: the mean sampler–trainer log-prob gap must exceed this (nats per token) ..."""
     frozen_ratio: float = 3.0
-    """... and this multiple of the first gap measured at the same staleness (the numeric floor of engine vs trainer) ..."""
+    """... and this multiple of its floor at the same staleness (staleness 0: the first step's gap, the numeric floor
+    of engine vs trainer; staleness s > 0: the largest gap of the first frozen_steps steps at s) ..."""
     frozen_steps: int = 3
     """... for this many consecutive steps."""
 
@@ -193,10 +194,11 @@ class LengthCollapse(Rule):
 
 
 class FrozenEngine(Rule):
-    """After a push the engine must sample from the pushed weights: the sampler–trainer gap then stays at the
-    numeric floor measured when both held the same weights (the first step, before any update; with one-step-off
-    the first step one update apart). A gap above that floor for several steps in a row means the engine still
-    serves old weights."""
+    """After a push the engine must sample from the pushed weights. At staleness 0 (the engine holds the trainer's
+    weights) a working engine's gap stays at the numeric floor of the first step, sampled before any update. At
+    staleness s > 0 (one-step-off, ``sync_every_n_steps`` > 1) it also holds s updates of drift, which a warmup
+    makes grow over the first steps: the floor is the largest gap of the first ``frozen_steps`` steps at that
+    staleness. A gap above its floor for ``frozen_steps`` steps in a row means the engine serves old weights."""
 
     name = "frozen_engine"
 
@@ -204,23 +206,26 @@ class FrozenEngine(Rule):
         recent = history[-t.frozen_steps:]
         if len(recent) < t.frozen_steps or any(s.logp_gap is None for s in recent):
             return None
-        floors: dict[int, tuple[int, float]] = {}
+        samples: dict[int, list[StepSignals]] = {}
         for s in history:
             if s.logp_gap is not None:
-                floors.setdefault(s.staleness, (s.step, s.logp_gap))
+                samples.setdefault(s.staleness, []).append(s)
         bounds = []
         for s in recent:
-            floor_step, floor = floors[s.staleness]
+            floor_steps = samples[s.staleness][: 1 if s.staleness == 0 else t.frozen_steps]
+            if s.staleness > 0 and len(floor_steps) < t.frozen_steps:
+                return None
+            floor = max(f.logp_gap for f in floor_steps)
             bound = max(t.frozen_min_gap, t.frozen_ratio * floor)
-            if s.step == floor_step or s.logp_gap <= bound:
+            if s.step <= floor_steps[-1].step or s.logp_gap <= bound:
                 return None
             bounds.append(bound)
         gaps = ", ".join(f"{s.logp_gap:.3g}" for s in recent)
         return (f"the engine is not serving the pushed weights: its log-probs differ from the trainer's by "
-                f"{gaps} nats per token on {t.frozen_steps} steps in a row (bound {max(bounds):.3g}, floor at step "
-                f"{floors[recent[-1].staleness][0]}: {floors[recent[-1].staleness][1]:.3g}); the weight push reaches "
-                "no engine or loads nothing. Check the engine's log; to only warn, drop frozen_engine from "
-                "TrainingHealth.stop_on")
+                f"{gaps} nats per token on {t.frozen_steps} steps in a row, above the bound {max(bounds):.3g} "
+                f"(frozen_ratio × the gap when both held the same weights, at least frozen_min_gap); the weight "
+                "push reaches no engine or loads nothing. Check the engine's log; to only warn, drop frozen_engine "
+                "from TrainingHealth.stop_on")
 
 
 class LearningRateZero(Rule):

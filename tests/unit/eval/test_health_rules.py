@@ -107,12 +107,14 @@ def test_frozen_engine_needs_the_steps_in_a_row():
 
 def test_frozen_engine_floor_is_taken_per_staleness():
     """One-step-off: step 0 is sampled from the trainer's own weights (gap 1e-5), later steps from weights one
-    update older (gap 0.02, steady): a healthy engine. The floor at staleness 1 is step 1's 0.02, bound 0.06."""
-    gaps = [1e-5] + [0.02, 0.025, 0.018, 0.022, 0.03, 0.02]
+    update older. A healthy engine's gap then holds one update of drift, growing while a warmup raises the lr
+    (0.005, 0.01, 0.02), then steady. The floor at staleness 1 is the largest of its first 3 gaps, 0.02: bound 0.06."""
+    gaps = [1e-5, 0.005, 0.01, 0.02, 0.025, 0.018, 0.022, 0.03, 0.02]
     stream = [dataclasses.replace(healthy(i), logp_gap=g, staleness=min(i, 1)) for i, g in enumerate(gaps)]
     assert [f for f in run(stream) if f.rule == "frozen_engine"] == []
-    frozen = stream + [dataclasses.replace(healthy(i), logp_gap=0.03 * (i - 5), staleness=1) for i in range(7, 11)]
-    assert [f.step for f in run(frozen) if f.rule == "frozen_engine"] == [10]  # 0.06 is not > 0.06: 8, 9, 10
+    # a frozen engine's drift keeps growing: 0.06 (not above the bound), 0.09, 0.12, 0.15 -> fires at the third above
+    frozen = stream + [dataclasses.replace(healthy(i), logp_gap=0.03 * (i - 7), staleness=1) for i in range(9, 13)]
+    assert [f.step for f in run(frozen) if f.rule == "frozen_engine"] == [12]
 
 
 def test_frozen_engine_ignores_the_numeric_floor_of_an_exact_engine():
