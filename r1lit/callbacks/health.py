@@ -56,6 +56,7 @@ class TrainingHealth(L.Callback):
         self.findings: list[dict] = []
         self.path: Path | None = None
         self.accuracy_name = self.format_name = None
+        self.total_steps: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         rewards = getattr(pl_module, "rewards", [])
@@ -63,6 +64,10 @@ class TrainingHealth(L.Callback):
         self.format_name = next((r.name for r in rewards if isinstance(r, FormatReward)), None)
         self.path = run_dir(trainer) / self.filename
         self.monitor = HealthMonitor(self.thresholds)  # a new fit starts a new history
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        batches = trainer.estimated_stepping_batches  # a run bounded by max_epochs: its optimizer steps
+        self.total_steps = None if batches == float("inf") else int(batches) * getattr(pl_module, "num_iterations", 1)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "groups" not in outputs:
@@ -97,7 +102,7 @@ class TrainingHealth(L.Callback):
             counts = torch.cat([gathered[:, :3].sum(dim=0), gathered[:, 3:].max(dim=0).values])
         n, wrong, right, neg_low, high = counts.tolist()
         has_accuracy = self.accuracy_name is not None and n > 0
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else self.total_steps
         return StepSignals(
             step=log_step(trainer),
             truncated=metric("completions/clipped_ratio"),

@@ -144,8 +144,8 @@ class FlatGroups(Rule):
         if wrong is not None and right is not None:
             cause = f" ({fmean(wrong):.0%} all wrong: too hard; {fmean(right):.0%} all right: too easy)"
         return (f"{fmean(values):.0%} of groups have equal rewards over the last {t.window} steps{cause}, so they "
-                "teach nothing: set model.dynamic_sampling (and model.difficulty_filter), or pick a data.source "
-                "nearer the model's level")
+                "teach nothing: set model.dynamic_sampling (and model.difficulty_filter; if they are on, their rounds "
+                "cannot find enough mixed groups), or pick a data.source nearer the model's level")
 
 
 class TemplateCopying(Rule):
