@@ -170,3 +170,15 @@ def test_deepspeed_configs_load_into_the_strategy(path):
     stage = strategy.config["zero_optimization"]["stage"]
     assert stage in (2, 3) and path.name.startswith(f"zero{stage}")
     assert "gradient_clipping" not in strategy.config  # model.max_grad_norm is the one place clipping is set
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_training_health_is_added_once_and_a_listed_one_keeps_its_settings(tmp_path, tiny_model_dir, listed):
+    from r1lit.callbacks import TrainingHealth
+
+    config = tiny_config(tmp_path, tiny_model_dir)
+    if listed:
+        config["trainer"]["callbacks"].append({"class_path": "TrainingHealth", "init_args": {"stop_on": ["truncated"]}})
+    cli = R1LitCLI(GRPOModule, MathDataModule, run=False, args=["--config", str(write_config(tmp_path, config))])
+    (health,) = [c for c in cli.trainer.callbacks if isinstance(c, TrainingHealth)]
+    assert health.stop_on == (("truncated",) if listed else ("frozen_engine",))
