@@ -41,7 +41,7 @@ def _as_is(text: str) -> str | None:
 
 
 PRESETS: dict[str, FieldMap] = {
-    "math": FieldMap("problem", "solution", final_boxed),  # MATH / MATH-500 / MATH-lighteval
+    "math": FieldMap("problem", "solution", final_boxed),  # MATH / MATH-lighteval (MATH-500 too, from its solutions)
     "gsm8k": FieldMap("question", "answer", gsm8k_answer),
     "numina": FieldMap("problem", "solution", final_boxed),  # AI-MO/NuminaMath-CoT and -TIR
     "math500": FieldMap("problem", "answer", _as_is),  # HuggingFaceH4/MATH-500: its answer column
