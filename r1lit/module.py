@@ -523,11 +523,17 @@ class GRPOModule(L.LightningModule):
 
     # ---- validation -----------------------------------------------------------------------------------------
 
-    def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, list], batch_idx: int, dataloader_idx: int = 0) -> None:
         """One sampled completion per held-out problem, scored by the training rewards; with ``val_pass_at_k``, n
-        per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k."""
+        per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k.
+        With named validation sets (``data.val_sources``) every metric is logged as ``val/<name>/…`` and
+        ``val/accuracy`` is the mean of the sets' accuracies (``on_validation_epoch_end``)."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []
+        name = names[dataloader_idx] if names else None
+        prefix = f"val/{name}/" if name else "val/"
         n = self.val_pass_at_k.n if self.val_pass_at_k is not None else 1
-        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, 1 + batch_idx)
+        keys = (1 + batch_idx,) if dataloader_idx == 0 else (1 + batch_idx, dataloader_idx)  # each set its own seeds
+        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, *keys)
         with engine_failure(self.engine, "generating"):
             rollout = self.engine.generate(batch["prompt_ids"], n=n, sampling=self.sampling, seed=seed)
         first = list(range(0, len(rollout.texts), n))  # each problem's first sample
@@ -536,16 +542,41 @@ class GRPOModule(L.LightningModule):
             rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
         )
         size = len(batch["prompt"])
-        self.log("val/reward", weighted_sum(self.rewards, per_reward).mean().to(self.device), batch_size=size, sync_dist=True)
+
+        def log(metric: str, value: Tensor) -> None:
+            self.log(prefix + metric, value.to(self.device), batch_size=size, sync_dist=True, add_dataloader_idx=False)
+
+        log("reward", weighted_sum(self.rewards, per_reward).mean())
         accuracy = [row for reward, row in zip(self.rewards, per_reward) if isinstance(reward, AccuracyReward)]
         if accuracy:  # pass@1: one sample per problem, scored by the (first) accuracy reward
-            self.log("val/accuracy", accuracy[0].mean().to(self.device), batch_size=size, sync_dist=True)
+            log("accuracy", accuracy[0].mean())
+            if name is not None:  # the set's correct and total, for the mean over sets
+                if not hasattr(self, "_val_totals"):
+                    self.on_validation_epoch_start()
+                totals = self._val_totals.setdefault(name, torch.zeros(2, dtype=torch.float64))
+                totals += torch.tensor([float(accuracy[0].sum()), float(size)], dtype=torch.float64)
         for reward, row in zip(self.rewards, per_reward):
-            self.log(f"val/rewards/{reward.name}/mean", row.mean().to(self.device), batch_size=size, sync_dist=True)
+            log(f"rewards/{reward.name}/mean", row.mean())
         if self.val_pass_at_k is not None:
             grader = next(r for r in self.rewards if isinstance(r, AccuracyReward))  # equivalence only, no format
             golds = [a for a in batch["answer"] for _ in range(n)]
             correct = grader([p for p in batch["prompt"] for _ in range(n)], rollout.texts, golds)
             extracted = [extract_answer(text) for text in rollout.texts]
-            for name, value in self.val_pass_at_k.metrics(extracted, correct).items():
-                self.log(f"val/{name}", torch.tensor(value, device=self.device), batch_size=size, sync_dist=True)
+            for metric, value in self.val_pass_at_k.metrics(extracted, correct).items():
+                log(metric, torch.tensor(value))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_totals: dict[str, Tensor] = {}  # set name -> [correct, problems] on this rank
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/accuracy`` over named sets: the mean of their accuracies (each set counts once, whatever its size)."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []
+        if not names:
+            return
+        totals = torch.stack([self._val_totals.get(name, torch.zeros(2, dtype=torch.float64)) for name in names])
+        totals = totals.to(self.device)  # [sets, 2]
+        if self.trainer.world_size > 1:
+            totals = self.all_gather(totals).sum(dim=0)
+        accuracies = [c / t for c, t in totals.tolist() if t > 0]
+        if accuracies:
+            self.log("val/accuracy", torch.tensor(sum(accuracies) / len(accuracies), device=self.device))

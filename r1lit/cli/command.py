@@ -27,7 +27,7 @@ import r1lit.training.optim  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
 import r1lit.eval.pass_at_k  # noqa: F401
-from r1lit.callbacks import GracefulStop, StepProgressBar
+from r1lit.callbacks import GracefulStop, StepProgressBar, TrainingHealth
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
@@ -59,6 +59,8 @@ class R1LitCLI(LightningCLI):
         added = []
         if not any(isinstance(c, GracefulStop) for c in callbacks):
             added.append(GracefulStop())
+        if not any(isinstance(c, TrainingHealth) for c in callbacks):
+            added.append(TrainingHealth())  # names the fix when a run stops learning; stops on a frozen engine
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             added.append(StepProgressBar())  # steps of max_steps, not batches of an epoch
         if added:

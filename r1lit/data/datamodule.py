@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
@@ -18,6 +19,7 @@ from r1lit.grading.golds import is_prose_gold
 from r1lit.grading.verifier import SafeVerifier
 
 SHOWN_EXAMPLES = 3  # dropped golds quoted in the load report, per reason
+HELD_OUT = "heldout"  # the name of the val_size / val_source set next to named validation sets
 
 
 class MathDataModule(L.LightningDataModule):
@@ -40,6 +42,7 @@ class MathDataModule(L.LightningDataModule):
         check_gold: bool = True,
         num_workers: int = 0,
         val_source: ProblemSource | None = None,
+        val_sources: dict[str, ProblemSource] | None = None,
     ):
         """
         Args:
@@ -57,6 +60,11 @@ class MathDataModule(L.LightningDataModule):
             val_source: held-out problems from another source than the training set (e.g. a local MATH-500
                 file: ``DatasetSource`` with ``path: math500.jsonl, preset: math``), prepared like the training
                 problems; None = hold ``val_size`` problems out of ``source``. Give one or the other.
+            val_sources: named validation sets, each logged apart as ``val/<name>/accuracy`` (and its other
+                ``val/<name>/…`` metrics) with ``val/accuracy`` their mean: e.g. ``math500: {class_path:
+                DatasetSource, init_args: {path: HuggingFaceH4/MATH-500, split: test}}`` and ``gsm8k: {…
+                openai/gsm8k, name: main, split: test}`` (presets for MATH-500, GSM8K, AIME, AMC are found from
+                the hub id). With ``val_size`` or ``val_source`` too, that set is one more, named ``heldout``.
         """
         super().__init__()
         if batch_size < 1:
@@ -67,12 +75,18 @@ class MathDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_source and data.val_size={val_size} both ask for validation problems: set "
                               "val_size: 0 to validate on val_source, or drop val_source to hold problems out")
         self.val_source = val_source
+        self.val_sources = dict(val_sources or {})
+        for name in self.val_sources:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or (name == HELD_OUT and (val_size or val_source)):
+                raise ConfigError(f"data.val_sources name {name!r}: use letters, digits, '_', '.' or '-' (it becomes "
+                                  f"the metric prefix val/{name}/), and not {HELD_OUT!r} next to val_size/val_source")
         self.source, self.tokenizer_name = source, tokenizer
         self.prompt = prompt if prompt is not None else ChatPrompt()
         self.batch_size, self.max_prompt_length, self.val_size = batch_size, max_prompt_length, val_size
         self.seed, self.check_gold, self.num_workers = seed, check_gold, num_workers
         self.train_set: list[dict] | None = None
         self.val_set: list[dict] = []
+        self.val_sets: dict[str, list[dict]] = {}  # named validation sets, in val_names order
         self.stats: dict[str, int] = {}
         self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
         self._extra: ExtraProblems | None = None  # this rank's stream of problems drawn beyond the batches
@@ -89,6 +103,9 @@ class MathDataModule(L.LightningDataModule):
         self.val_set, self.train_set = examples[: self.val_size], examples[self.val_size :]
         if self.val_source is not None:
             self.val_set, _ = self._prepare(self.val_source, tokenizer)
+        if self.val_sources:
+            self.val_sets = {HELD_OUT: self.val_set} if self.val_set else {}
+            self.val_sets.update({name: self._prepare(source, tokenizer)[0] for name, source in self.val_sources.items()})
         if len(self.train_set) < self.batch_size:
             raise DataError(
                 f"only {len(self.train_set)} training problems for data.batch_size={self.batch_size}; lower the batch size"
@@ -194,8 +211,20 @@ class MathDataModule(L.LightningDataModule):
             )
         self._resume = state
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers)
+    @property
+    def val_names(self) -> list[str]:
+        """Names of the validation sets, in the order of ``val_dataloader``'s loaders; [] = one unnamed set."""
+        return list(self.val_sets)
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader for the unnamed set; one per named set (``val_names`` order) with ``val_sources``."""
+        def loader(examples: list[dict]) -> DataLoader:
+            return DataLoader(examples, batch_size=self.batch_size, shuffle=False, collate_fn=collate,
+                              num_workers=self.num_workers)
+
+        if self.val_sets:
+            return [loader(examples) for examples in self.val_sets.values()]
+        return loader(self.val_set)
 
 
 def _examples(reason: str, golds: list[str]) -> str:

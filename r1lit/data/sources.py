@@ -41,9 +41,17 @@ def _as_is(text: str) -> str | None:
 
 
 PRESETS: dict[str, FieldMap] = {
-    "math": FieldMap("problem", "solution", final_boxed),  # MATH / MATH-500 / MATH-lighteval
+    "math": FieldMap("problem", "solution", final_boxed),  # MATH / MATH-lighteval (MATH-500 too, from its solutions)
     "gsm8k": FieldMap("question", "answer", gsm8k_answer),
     "numina": FieldMap("problem", "solution", final_boxed),  # AI-MO/NuminaMath-CoT and -TIR
+    "math500": FieldMap("problem", "answer", _as_is),  # HuggingFaceH4/MATH-500: its answer column
+    "aime": FieldMap("problem", "answer", _as_is),  # AI-MO/aimo-validation-aime
+    "amc": FieldMap("problem", "answer", _as_is),  # AI-MO/aimo-validation-amc (answers stored as floats: 142.0)
+}
+# Hub ids whose preset is known: DatasetSource(path=...) needs no preset for them.
+HUB_PRESETS = {
+    "HuggingFaceH4/MATH-500": "math500", "openai/gsm8k": "gsm8k", "AI-MO/aimo-validation-aime": "aime",
+    "AI-MO/aimo-validation-amc": "amc", "DigitalLearningGmbH/MATH-lighteval": "math",
 }
 
 
@@ -78,7 +86,7 @@ class DatasetSource(ProblemSource):
     def __init__(
         self,
         path: str,
-        preset: Literal["math", "gsm8k", "numina"] | None = None,
+        preset: Literal["math", "gsm8k", "numina", "math500", "aime", "amc"] | None = None,
         problem_field: str | None = None,
         answer_field: str | None = None,
         split: str = "train",
@@ -97,12 +105,13 @@ class DatasetSource(ProblemSource):
             name: dataset configuration name on the hub (``main`` for openai/gsm8k).
             limit: keep only the first ``limit`` rows.
         """
+        preset = preset or (HUB_PRESETS.get(path) if not (problem_field or answer_field) else None)
         base = PRESETS[preset] if preset else None
         problem_field = problem_field or (base.problem_field if base else None)
         answer_field = answer_field or (base.answer_field if base else None)
         if not problem_field or not answer_field:
             raise ConfigError(
-                f"DatasetSource({path!r}) needs a preset (math, gsm8k, numina) or both problem_field and answer_field"
+                f"DatasetSource({path!r}) needs a preset ({', '.join(PRESETS)}) or both problem_field and answer_field"
             )
         extract = base.extract if base and answer_field == base.answer_field else _as_is
         self.fields = FieldMap(problem_field, answer_field, extract)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from r1lit.errors import ConfigError
 
-__all__ = ["REFLECTION_PHRASES", "AHA_PHRASES", "PhraseMatch", "PhraseMatcher", "excerpt"]
+__all__ = ["REFLECTION_PHRASES", "AHA_PHRASES", "WAIT_PHRASES", "PhraseMatch", "PhraseMatcher", "excerpt"]
 
 # What R1-Zero style self-correction looks like in text (the seed's "but wait! This is incorrect" among them).
 REFLECTION_PHRASES = (
@@ -22,6 +22,9 @@ REFLECTION_PHRASES = (
     "let me reconsider", "re-evaluate", "recheck", "double-check", "this is incorrect", "that is incorrect",
     "this is wrong", "that's wrong", "that's not right", "I made a mistake", "my mistake", "on second thought",
 )
+# Reflection words that untrained models use in passing (Oat-Zero's count leaves "wait" out as unreliable): the
+# strict reflection rate is REFLECTION_PHRASES without these.
+WAIT_PHRASES = ("wait", "but wait", "hold on")
 # The "aha moment" proper: the model remarking on its own insight.
 AHA_PHRASES = ("aha", "aha moment", "eureka", "now I see", "I see now", "now I understand", "I realize", "I realized")
 

@@ -53,7 +53,8 @@ def test_aha_config_runs_two_steps(tmp_path):
     run_dir = tmp_path / "runs" / "smollm2-aha" / "version_0"
     logged = scalars(run_dir)
     assert len(logged["reward"]) == 2
-    assert {"aha/reflection_rate", "aha/aha_rate", "val/accuracy", "rewards/accuracy/mean", "rewards/format/mean"} <= set(logged)
+    assert {"aha/reflection_rate", "aha/aha_rate", "val/accuracy", "rewards/accuracy/mean", "rewards/format/mean",
+            "aha/baseline_reflection_rate", "aha/baseline_reflection_strict_rate", "aha/baseline_aha_rate"} <= set(logged)
     lines = (run_dir / "completions.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 2  # 2 steps × 1 problem × 2 answers
     assert all(isinstance(json.loads(line)["completion"], str) for line in lines)

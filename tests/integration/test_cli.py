@@ -148,6 +148,8 @@ def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name, monkeypatch):
     engine = cli.config.model.engine
     assert engine.class_path.endswith("VLLMServerEngine") and engine.init_args.base_url is None
     assert engine.init_args.gpu_memory_utilization == 0.7 and engine.init_args.dtype == "bfloat16"
+    sets = {name: source.init_args.path for name, source in cli.config.data.val_sources.items()}
+    assert sets == {"math500": "HuggingFaceH4/MATH-500", "gsm8k": "openai/gsm8k"}  # SimpleRL-Zoo's table, by hub id
 
 
 def test_multinode_recipe_spans_nodes_under_deepspeed(monkeypatch):
@@ -168,3 +170,15 @@ def test_deepspeed_configs_load_into_the_strategy(path):
     stage = strategy.config["zero_optimization"]["stage"]
     assert stage in (2, 3) and path.name.startswith(f"zero{stage}")
     assert "gradient_clipping" not in strategy.config  # model.max_grad_norm is the one place clipping is set
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_training_health_is_added_once_and_a_listed_one_keeps_its_settings(tmp_path, tiny_model_dir, listed):
+    from r1lit.callbacks import TrainingHealth
+
+    config = tiny_config(tmp_path, tiny_model_dir)
+    if listed:
+        config["trainer"]["callbacks"].append({"class_path": "TrainingHealth", "init_args": {"stop_on": ["truncated"]}})
+    cli = R1LitCLI(GRPOModule, MathDataModule, run=False, args=["--config", str(write_config(tmp_path, config))])
+    (health,) = [c for c in cli.trainer.callbacks if isinstance(c, TrainingHealth)]
+    assert health.stop_on == (("truncated",) if listed else ("frozen_engine",))

@@ -52,6 +52,10 @@ def test_new_metrics_and_validation_accuracy_are_logged(run_dir):
     assert all(0 <= v <= 16 for v in logged["completions/mean_terminated_length"])
     for kind in ("reflection", "aha"):
         assert len(logged[f"aha/{kind}_rate"]) == STEPS and all(0.0 <= v <= 1.0 for v in logged[f"aha/{kind}_rate"])
+        # the base rate is the first step's rate (its rollout is sampled before any update), logged every step
+        assert logged[f"aha/baseline_{kind}_rate"] == [logged[f"aha/{kind}_rate"][0]] * STEPS
+    assert json.loads((run_dir / "aha_rates.json").read_text())["baseline"]["n"] == B * G
+    assert len(logged["health/truncated"]) == STEPS  # the CLI adds TrainingHealth to every fit
 
 
 @pytest.mark.slow
@@ -159,3 +163,5 @@ def test_two_ranks_count_samples_and_tokens_over_both(tiny_model_dir, tmp_path):
     logged = scalars(run)
     assert len(logged["num_tokens"]) == 2 and logged["num_tokens"][1] > logged["num_tokens"][0]
     assert len(logged["aha/reflection_rate"]) == 2
+    assert json.loads((run / "aha_rates.json").read_text())["baseline"]["n"] == 2 * B * G  # both ranks' first rollout
+    assert len(logged["health/constant_rewards"]) == 2  # the health rules ran on both ranks (their counts gathered)

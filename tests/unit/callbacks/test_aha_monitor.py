@@ -212,7 +212,73 @@ def test_find_aha_lists_examples_with_the_phrase_highlighted(tmp_path):
     assert limited.count("Q: ") == 1 and "1 shown" in limited
 
 
+def test_find_aha_shows_the_base_rate_and_the_test(tmp_path):
+    """Without the monitor's file the base rate is the log's first step (1 completion, no phrase); after it,
+    reflection in 2 of 4: N = 5, K = 2: P(X >= 2) = C(2,2) C(3,2) / C(5,4) = 3/5."""
+    _write_log(tmp_path / "completions.jsonl")
+    out = _find_aha(tmp_path)
+    assert "base rate 0/1 = 0.0% (the log's step 0); chance of one by then 0%" in out
+    assert "after step 0: reflection 50.0% against a base rate of 0.0%: no rise detectable (p = 0.6;" in out
+    # the monitor's base rate wins: 1 of 4 completions reflected before any update
+    (tmp_path / "aha_rates.json").write_text(json.dumps(
+        {"baseline": {"step": 0, "n": 4, "correct": 1, "reflection": {"hits": 1, "hits_correct": 0},
+                      "aha": {"hits": 0, "hits_correct": 0}}, "windows": []}))
+    out = _find_aha(tmp_path)
+    # a sighting at 16 samples seen, base rate 1/4: 1 - 0.75^16 = 0.99
+    assert "base rate 1/4 = 25.0% (AhaMonitor, step 0); chance of one by then 99%" in out
+
+
 def test_find_aha_without_a_log_names_the_callback(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "find_aha.py"), str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "CompletionLog" in result.stderr
+
+
+# ---- the base rate: the first step's rollout, before any update ---------------------------------------------
+
+def test_base_rate_windows_and_sightings_against_it(tmp_path, caplog):
+    """Step 0 (the untrained policy): 1 of 4 says "wait" (incorrect). Steps 1-2: 3 of 4 "let me check" (2 of them
+    correct), the fourth plain and incorrect. Window of 2 steps, tested at step 2 against the base rate."""
+    trainer, module = _stubs(tmp_path)
+    monitor = AhaMonitor(window_steps=2)
+    monitor.setup(trainer, module, "fit")
+    base = [_group(_completion("Wait, no. <answer>8</answer>", 0.0), _completion("<answer>7</answer>", 1.0),
+                   _completion("<answer>6</answer>", 0.0), _completion("<answer>5</answer>", 0.0))]
+    rates = _step(monitor, trainer, module, base, 0)
+    assert rates["aha/baseline_reflection_rate"] == 0.25 and rates["aha/baseline_reflection_strict_rate"] == 0.0
+    first = monitor.sightings["reflection"]
+    assert first["before_any_update"] and first["base_rate"] == 0.25 and first["p_value"] is None
+    assert first["chance_by_then"] == pytest.approx(1 - 0.75 ** 4)  # 4 samples seen at a 1/4 base rate
+
+    later = [_group(_completion("let me check: 7 <answer>7</answer>", 1.0), _completion("let me check <answer>9</answer>", 0.0),
+                    _completion("Let me check. <answer>7</answer>", 1.0), _completion("<answer>3</answer>", 0.0))]
+    _step(monitor, trainer, module, later, 1)
+    strict = monitor.sightings["reflection_strict"]
+    assert strict["base_rate"] == 0.0 and strict["chance_by_then"] == 0.0
+    assert strict["p_value"] == pytest.approx(5 / 70)  # 3/4 vs 0/4: C(3,3) C(5,1) / C(8,4)
+    assert monitor.windows == []  # the window is not full yet
+    with caplog.at_level(logging.INFO):
+        rates = _step(monitor, trainer, module, later, 2)
+    # reflection 6/8 vs 1/4: N = 12, K = 7: (C(7,6) C(5,2) + C(7,7) C(5,1)) / C(12,8) = 75/495
+    assert rates["aha/reflection_p_value"] == pytest.approx(75 / 495)
+    # strict 6/8 vs 0/4: C(6,6) C(6,2) / C(12,8) = 15/495
+    assert rates["aha/reflection_strict_p_value"] == pytest.approx(15 / 495)
+    assert rates["aha/reflection_window_rate"] == 0.75
+    assert rates["aha/reflection_accuracy_with"] == pytest.approx(4 / 6) and rates["aha/reflection_accuracy_without"] == 0.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("steps 1-2: reflection 75.0% against a base rate of 25.0%: no rise detectable (p = 0.15" in m
+               for m in lines), lines
+    saved = json.loads((tmp_path / "aha_rates.json").read_text())
+    assert saved["baseline"]["n"] == 4 and saved["windows"][0]["kinds"]["reflection_strict"]["p_value"] == pytest.approx(15 / 495)
+
+    resumed = AhaMonitor(window_steps=2)
+    resumed.load_state_dict(json.loads(json.dumps(monitor.state_dict())))
+    resumed.setup(trainer, module, "fit")
+    rates = _step(resumed, trainer, module, later, 3)
+    assert rates["aha/baseline_reflection_rate"] == 0.25  # the base rate survives a resume; step 3 is no new base
+
+
+def test_weak_phrases_setting_and_no_strict_rate():
+    assert "reflection_strict" not in AhaMonitor(weak_phrases=[]).matchers
+    strict = AhaMonitor(weak_phrases=["let me check"]).matchers["reflection_strict"]
+    assert "let me check" not in strict.phrases and "wait" in strict.phrases
