@@ -91,3 +91,16 @@ def gradient_norm(engine) -> float:
     if norm is None:
         return 0.0
     return float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+
+
+def clear_discarded_update(engine) -> None:
+    """After DeepSpeed discarded a non-finite update. DeepSpeed 0.19.8's ZeRO-1/2 step clears its reduced-gradient
+    partitions (``averaged_gradients``) on that path only without optimizer offload; with offload and fp32
+    gradient accumulation they keep the NaN and the next update's reductions are added into it, so every later
+    update would be discarded too. This clears them as the non-offload path does. Written for DeepSpeed 0.19.8's
+    ``DeepSpeedZeroOptimizer``; other optimizers are left alone."""
+    optimizer = getattr(engine, "optimizer", None)
+    if not getattr(optimizer, "cpu_offload", False) or not isinstance(getattr(optimizer, "averaged_gradients", None), dict):
+        return
+    for group in list(optimizer.averaged_gradients):
+        optimizer.averaged_gradients[group] = None

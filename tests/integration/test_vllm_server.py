@@ -188,7 +188,8 @@ def test_attached_server_is_checked_used_and_left_running(tmp_path, model_dir, t
     args = ["--model", str(model_dir), "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
             "--kv-cache-memory-bytes", str(KV_BYTES), "--logprobs-mode", "processed_logprobs",
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
-            "--max-num-batched-tokens", "16384", "--host", "127.0.0.1", "--port", str(port)]
+            "--max-num-batched-tokens", "16384", "--host", "127.0.0.1", "--port", str(port),
+            "--weight-transfer-config", '{"backend": "r1lit_gloo"}']
     server = EngineProcess(args, child_environment({}, None), tmp_path / "user_server.log")
     url = f"http://127.0.0.1:{port}"
     try:

@@ -24,7 +24,7 @@ from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.vllm.engine_process import EngineProcess, child_environment, free_port, request
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.vllm.placement import physical_gpu, reserved_gpu
-from r1lit.rollout.vllm.transports import FileTransport, NCCLTransport, WeightTransport
+from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
 from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, VLLMSettings, sampling_fields
 from r1lit.rollout.vllm.version import check_vllm_version
@@ -49,12 +49,13 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
         Args:
             base_url: attach to a vLLM server that is already running (e.g. ``http://gen-node:8000``) instead of
                 starting one; it must run with ``VLLM_SERVER_DEV_MODE=1``, ``--worker-extension-cls
-                r1lit.rollout.vllm.worker.R1LitWorkerExtension`` and ``--logprobs-mode processed_logprobs``, and serve
+                r1lit.rollout.vllm.worker.R1LitWorkerExtension``, ``--logprobs-mode processed_logprobs`` and
+                ``--weight-transfer-config '{"backend": "nccl"}'`` (``"r1lit_gloo"`` for a CPU server), and serve
                 the policy's starting weights. The trainer checks its health, model and version at start and never
                 stops it. The engine settings below then describe that server and are not applied.
-            transport: how rank 0 pushes weights: ``FileTransport`` (CPU; a filesystem shared with the server) or
-                ``NCCLTransport`` (vLLM's NCCL weight transfer between GPUs). None = NCCL where CUDA is available,
-                else a file.
+            transport: how rank 0 pushes weights through vLLM's weight-transfer API: ``NCCLTransport`` (GPUs) or
+                ``GlooTransport`` (the same over gloo, from the CPU). None = NCCL where CUDA is available, else gloo.
+                An attached server must have been started with the matching ``--weight-transfer-config``.
             startup_timeout: seconds to wait for a started server to answer (or for an attached one's health check).
             request_timeout: seconds one generation or weight-push request may take before the step fails.
             env: extra environment for the server process (e.g. ``VLLM_CPU_OMP_THREADS_BIND``).
@@ -103,7 +104,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
 
     def _bring_up(self, launch: EngineLaunch) -> dict:
         if self.transport is None:
-            self.transport = NCCLTransport() if torch.cuda.is_available() else FileTransport()
+            self.transport = NCCLTransport() if torch.cuda.is_available() else GlooTransport()
         if self.base_url is None:
             port = free_port()
             self.process = self._spawn(launch, port)
