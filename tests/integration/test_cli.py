@@ -168,3 +168,23 @@ def test_deepspeed_configs_load_into_the_strategy(path):
     stage = strategy.config["zero_optimization"]["stage"]
     assert stage in (2, 3) and path.name.startswith(f"zero{stage}")
     assert "gradient_clipping" not in strategy.config  # model.max_grad_norm is the one place clipping is set
+
+
+@pytest.mark.parametrize("name", ["qwen0.5b.yaml", "qwen1.5b.yaml", "qwen1.5b-multinode.yaml"])
+def test_recipes_find_their_deepspeed_json_from_any_working_directory(name, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.chdir(tmp_path)  # not the repository: a relative path would name nothing here
+    cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / name)])
+    path = Path(cli.config.trainer.strategy.init_args.config)
+    assert path.is_absolute() and path.is_file() and path.parent == ROOT / "configs" / "deepspeed"
+
+
+def test_a_deepspeed_json_next_to_the_yaml_is_found(monkeypatch, tmp_path):
+    from r1lit.training.deepspeed import resolve_deepspeed_json
+
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "ds.json").write_text("{}")
+    monkeypatch.chdir(ROOT)
+    assert resolve_deepspeed_json("ds.json", [str(tmp_path / "recipe" / "r.yaml")]) == str(tmp_path / "recipe" / "ds.json")
+    assert resolve_deepspeed_json("missing.json", [str(tmp_path / "recipe" / "r.yaml")]) == "missing.json"

@@ -290,3 +290,22 @@ def test_engine_process_dying_mid_run_names_its_log_and_the_checkpoint(tmp_path,
     assert "the rollout engine VLLMServerEngine failed while" in err
     assert "The engine process (" in err and "vllm_server.log; it ends:" in err, err[-3000:]
     assert "r1lit: the last checkpoint is" in err
+
+
+def test_a_push_that_hangs_stops_the_run_within_its_deadline_naming_the_engine(tmp_path, model_dir):
+    """The push is broken on purpose (the engine never answers the update round trip): the run must stop within
+    request_timeout with an error saying the engine is not serving the pushed weights and showing its log, and
+    leave no process behind."""
+    config = server_config(tmp_path, model_dir, steps=2, request_timeout=20,
+                           transport={"class_path": "broken_transport.HangingPushTransport"})
+    start = time.monotonic()
+    done = fit(tmp_path, config, timeout=600)
+    took = time.monotonic() - start
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "the weight push to the vLLM server at http://127.0.0.1:" in done.stderr
+    assert "did not finish within 20 s (VLLMServerEngine request_timeout): the engine is not serving the pushed " \
+           "weights" in done.stderr
+    assert f"logs to {run_dir / 'vllm_server.log'}" in done.stderr
+    assert took < 400, took  # start-up and one 20 s deadline, not a hang
+    assert_engine_gone(run_dir)

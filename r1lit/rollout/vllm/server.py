@@ -125,11 +125,11 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
     def _spawn(self, launch: EngineLaunch, port: int) -> EngineProcess:
         cuda_visible = None
         if torch.cuda.is_available():
-            cuda_visible = physical_gpu(reserved_gpu(torch.cuda.device_count(), launch.training_devices))
+            cuda_visible = physical_gpu(reserved_gpu(torch.cuda.device_count(), launch.training_gpus or launch.training_devices))
         args = [
             "--model", launch.model_path, "--tokenizer", launch.model_path, "--served-model-name", SERVED_NAME,
             "--dtype", self.dtype, "--max-model-len", str(check_model_len(self.max_model_len, launch.needed_len)),
-            "--gpu-memory-utilization", str(self.gpu_memory_utilization), "--seed", str(self.seed),
+            "--gpu-memory-utilization", str(self.gpu_memory_utilization or 0.9), "--seed", str(self.seed),
             "--logprobs-mode", "processed_logprobs",
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
             "--host", "0.0.0.0" if launch.world_size > launch.training_devices else "127.0.0.1", "--port", str(port),
@@ -211,14 +211,26 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
                 pass
             return
         dtype = getattr(torch, self.dtype) if self.dtype in ("float32", "bfloat16", "float16") else None
-        self.transport.send(named_tensors, dtype)  # the engine's own dtype: half the bytes for a bf16 engine
+        try:
+            self.transport.send(named_tensors, dtype)  # the engine's own dtype: half the bytes for a bf16 engine
+        except EngineError as error:
+            raise EngineError(f"{error}{self.failure_hint()}") from error.__cause__
         request("POST", f"{self.url}/reset_prefix_cache", timeout=self.request_timeout)
 
-    def failure_hint(self) -> str:
+    @property
+    def log_path(self) -> Path | None:
+        """The started server's log file (None for an attached server, whose log its user keeps)."""
+        return None if self.process is None else self.process.log_path
+
+    def log_excerpt(self, lines: int = 20) -> str:
+        """Where the engine logs and the last ``lines`` lines of it."""
         if self.process is None:
-            return f"\n  The engine is the vLLM server at {self.base_url or self.url}: read its own log."
+            return f"The engine is the vLLM server at {self.base_url or self.url}: read its own log."
         state = "running" if self.process.proc.poll() is None else f"exited with code {self.process.proc.returncode}"
-        return f"\n  The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(20)}"
+        return f"The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(lines)}"
+
+    def failure_hint(self) -> str:
+        return "\n  " + self.log_excerpt()
 
     def close(self) -> None:
         self.stop_background()

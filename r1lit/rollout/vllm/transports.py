@@ -139,7 +139,8 @@ def run_with_deadline(call: Callable[[], None], timeout: float, what: str) -> No
         raise EngineError(f"{what} did not finish within {timeout:.0f} s (VLLMServerEngine request_timeout): the "
                           "engine is not serving the pushed weights")
     if "error" in box:
-        raise EngineError(f"{what} failed: {type(box['error']).__name__}: {box['error']}") from box["error"]
+        raise EngineError(f"{what} failed ({type(box['error']).__name__}: {box['error']}): the engine is not "
+                          "serving the pushed weights") from box["error"]
 
 
 def trainer_address(base_url: str) -> str:
