@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,26 +113,23 @@ def train(folder: Path, args, ds_json: str | None) -> dict:
             "parameters_M": round(sum(p.numel() for p in module.policy.parameters()) / 1e6, 1)}
 
 
-class NaNGradient:
+def nan_gradient(x):
     """Identity forward, NaN backward: a finite loss whose gradient is not finite."""
+    import torch
 
-    @staticmethod
-    def apply(x):
-        import torch
+    class NaNGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
 
-        class Fn(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, t):
-                return t.clone()
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.full_like(grad, float("nan"))
 
-            @staticmethod
-            def backward(ctx, grad):
-                return torch.full_like(grad, float("nan"))
-
-        return Fn.apply(x)
+    return NaNGradient.apply(x)
 
 
-def nan_skip(ds_json: Path, device: str) -> dict:
+def nan_skip(ds_json: Path) -> dict:
     """Weights after updates clean, NaN-gradient, clean equal those after clean, clean (r1lit's ``guarded_step``
     with a real DeepSpeed engine); the NaN update is counted, not applied."""
     import deepspeed
@@ -162,7 +160,7 @@ def nan_skip(ds_json: Path, device: str) -> dict:
             for micro in range(2):
                 engine.set_gradient_accumulation_boundary(micro == 1)
                 out = engine(x[micro * 2:(micro + 1) * 2].to(engine.device, next(engine.module.parameters()).dtype))
-                loss = (NaNGradient.apply(out) if bad else out).float().pow(2).mean()
+                loss = (nan_gradient(out) if bad else out).float().pow(2).mean()
                 engine.backward(loss)
             stepped.append(guarded_step(guard, Stepper(), float(loss), None, None, engine)[0])
         from deepspeed.utils import safe_get_full_fp32_param
@@ -266,8 +264,6 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model: every section CPU can run")
     args = parser.parse_args()
-    import os
-
     for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0"), ("LOCAL_RANK", "0"),
                        ("WORLD_SIZE", "1")):  # DeepSpeed probes MPI when these are missing
         os.environ.setdefault(key, value)
@@ -296,7 +292,7 @@ def main() -> None:
     if on_gpu:
         torch.cuda.set_device(0)
     for path in sorted(deepspeed_dir.glob("*.json")):
-        section(f"nan_skip:{path.name}", lambda p=path: nan_skip(p, "cuda" if on_gpu else "cpu"), failures)
+        section(f"nan_skip:{path.name}", lambda p=path: nan_skip(p), failures)
     section("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None), failures)
     section("mpi", lambda: {"mpi_initialised": mpi_initialised()}, failures)
     if on_gpu:
