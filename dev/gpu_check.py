@@ -1,25 +1,29 @@
-"""GPU check: the qwen0.5b recipe's training path on one GPU, with a randomly initialised model of Qwen2.5-0.5B's
-shape (dev/gpu/qwen2.5-0.5b-config.json; no hub), and where an engine process started with
-``CUDA_VISIBLE_DEVICES`` lands.
+"""GPU check: what the Qwen recipes run on one GPU, unattended, with a randomly initialised model of Qwen2.5-0.5B's
+shape (dev/gpu/qwen2.5-0.5b-config.json; no hub). Every section prints one JSON line; a failing section prints its
+error and the others still run; the exit code is the number of failed sections.
 
-    python dev/gpu_check.py [--steps 5]         # on a CUDA machine (dev/gpu_check.sh sets it up)
-    python dev/gpu_check.py --smoke             # CPU: a tiny model of the same family, to check the script
+    bash dev/gpu_check.sh                     # on the lent GPU machine (installs the carried wheels, then this)
+    python3 dev/gpu_check.py --dry-run        # CPU: a tiny model, the same sections where CPU can run them
 
-Training path: Lightning's DeepSpeedStrategy with ZeRO-2 (configs/deepspeed/zero2.json), bf16-mixed, gradient
-checkpointing, G = 16 samples of up to 1,024 tokens for each of 8 problems, HF generation (vLLM's CUDA build is too
-large to carry to the lent machine), β = 0.04. Prints, per step: step time, generation tokens/s, peak GPU memory
-and the loss; then the placement check. The vocabulary is Qwen's size (151,936) so logits and embeddings weigh what
-they weigh in the recipe; the tokenizer is a word-level stand-in with that many entries.
+Sections: ``environment`` (versions; MPI never initialised: Lightning gets a cluster environment, DeepSpeed the
+rendezvous variables), ``train:<json>`` (Lightning's DeepSpeedStrategy with configs/deepspeed/zero2.json and
+zero2_offload.json, bf16-mixed, gradient checkpointing, G = 16, HF generation: vLLM's CUDA build is too large to
+carry, so the weight push is not exercised here), ``nan_skip:<json>`` (each shipped JSON through
+``deepspeed.initialize``: an update with a NaN gradient is discarded and does not leak into the next),
+``colocate`` (the colocated engine's memory arithmetic for 0.5B and 1.5B on this GPU and on 80 GiB),
+``placement`` (where a child started with ``CUDA_VISIBLE_DEVICES`` lands).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +60,11 @@ def build_model(folder: Path, config: dict) -> Path:
     return folder
 
 
-def train(folder: Path, args) -> None:
+def train(folder: Path, args, ds_json: str | None) -> dict:
+    """A few GRPO steps; ``ds_json`` None = CPU (the dry run: DeepSpeed's Lightning strategy needs CUDA)."""
     import lightning as L
     import torch
+    from lightning.fabric.plugins.environments import LightningEnvironment
 
     from r1lit.data import ArithmeticSource, ChatPrompt, MathDataModule
     from r1lit.grpo.losses import GRPOLoss
@@ -66,7 +72,7 @@ def train(folder: Path, args) -> None:
     from r1lit.rewards import FormatReward
     from r1lit.rollout import SamplingConfig
 
-    on_gpu = torch.cuda.is_available() and not args.smoke
+    on_gpu = ds_json is not None
     module = GRPOModule(
         str(folder), rewards=[FormatReward()], loss=GRPOLoss(beta=0.04),
         sampling=SamplingConfig(temperature=0.9, max_tokens=args.max_tokens), num_generations=args.generations,
@@ -76,6 +82,7 @@ def train(folder: Path, args) -> None:
     data = MathDataModule(source=ArithmeticSource(num_problems=256, max_operand=99, num_operands=60),
                           prompt=ChatPrompt(), tokenizer=str(folder), batch_size=args.batch_size,
                           max_prompt_length=256, val_size=0, check_gold=False)
+    steps = []
 
     class Report(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -86,27 +93,133 @@ def train(folder: Path, args) -> None:
             m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
             tokens = m["completions/mean_length"] * args.batch_size * args.generations
             peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else float("nan")
-            print(json.dumps({"step": trainer.global_step, "step_s": round(m["step_time"], 2),
-                              "generate_s": round(m["time/generate"], 2), "gen_tokens_per_s": round(tokens / m["time/generate"]),
-                              "optimise_s": round(m["time/optimise"], 2), "peak_gpu_gib": round(peak, 2),
-                              "loss": m["loss"], "mean_length": m["completions/mean_length"]}), flush=True)
+            steps.append({"step": trainer.global_step, "step_s": round(m["step_time"], 2),
+                          "gen_tokens_per_s": round(tokens / m["time/generate"]), "optimise_s": round(m["time/optimise"], 2),
+                          "peak_gpu_gib": round(peak, 2), "loss": m["loss"], "skipped": m.get("train/skipped_steps")})
 
     if on_gpu:
         from lightning.pytorch.strategies import DeepSpeedStrategy
 
-        strategy, precision = DeepSpeedStrategy(config=str(ROOT / "configs" / "deepspeed" / "zero2.json")), "bf16-mixed"
+        strategy, precision = DeepSpeedStrategy(config=ds_json), "bf16-mixed"
     else:
         strategy, precision = "auto", "32-true"
     trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, strategy=strategy, precision=precision,
                         max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, callbacks=[Report()])
+                        enable_model_summary=False, limit_val_batches=0, callbacks=[Report()],
+                        plugins=[LightningEnvironment()])  # a cluster environment: Lightning never probes MPI
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    print(json.dumps({"fit_seconds": round(time.perf_counter() - start, 1),
-                      "parameters_M": round(sum(p.numel() for p in module.policy.parameters()) / 1e6, 1)}))
+    return {"fit_s": round(time.perf_counter() - start, 1), "steps": steps,
+            "parameters_M": round(sum(p.numel() for p in module.policy.parameters()) / 1e6, 1)}
 
 
-def placement() -> None:
+def nan_gradient(x):
+    """Identity forward, NaN backward: a finite loss whose gradient is not finite."""
+    import torch
+
+    class NaNGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.full_like(grad, float("nan"))
+
+    return NaNGradient.apply(x)
+
+
+def nan_skip(ds_json: Path) -> dict:
+    """Weights after updates clean, NaN-gradient, clean equal those after clean, clean (r1lit's ``guarded_step``
+    with a real DeepSpeed engine); the NaN update is counted, not applied."""
+    import deepspeed
+    import torch
+
+    from r1lit.training.nonfinite import NonFiniteGuard, guarded_step
+
+    def run(faulty: bool) -> tuple[list, list[bool], int]:
+        config = json.loads(ds_json.read_text())
+        config.update(train_micro_batch_size_per_gpu=2, gradient_clipping=1.0e6)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
+                                               model_parameters=model.parameters(), config=config,
+                                               dist_init_required=False)
+
+        class Stepper:
+            def step(self):
+                engine.step()
+
+            def zero_grad(self, set_to_none=True):
+                engine.optimizer.zero_grad(set_to_none=set_to_none)
+
+        guard, stepped, clean_batches = NonFiniteGuard(3), [], 0
+        for bad in [False, True, False] if faulty else [False, False]:
+            x = torch.randn(4, 8, generator=torch.Generator().manual_seed(99 if bad else clean_batches))
+            clean_batches += not bad
+            for micro in range(2):
+                engine.set_gradient_accumulation_boundary(micro == 1)
+                out = engine(x[micro * 2:(micro + 1) * 2].to(engine.device, next(engine.module.parameters()).dtype))
+                loss = (nan_gradient(out) if bad else out).float().pow(2).mean()
+                engine.backward(loss)
+            stepped.append(guarded_step(guard, Stepper(), float(loss), None, None, engine)[0])
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        weights = [safe_get_full_fp32_param(p).float().cpu().flatten().tolist() for p in engine.module.parameters()]
+        return weights, stepped, guard.skipped
+
+    clean, _, _ = run(False)
+    faulty, stepped, skipped = run(True)
+    return {"stepped": stepped, "skipped": skipped, "next_update_unaffected": faulty == clean,
+            "ok": stepped == [True, False, True] and skipped == 1 and faulty == clean}
+
+
+def colocate(gpu_bytes: int | None) -> dict:
+    """The colocated engine's share for Qwen2.5-0.5B and 1.5B (ZeRO-2, one rank) on this GPU and on 80 GiB."""
+    from r1lit.errors import ConfigError
+    from r1lit.rollout.vllm.placement import GIB, colocated_budget
+
+    sizes = {"qwen2.5-0.5b": 494_032_768, "qwen2.5-1.5b": 1_543_714_304}
+    gpus = {"80GiB": 80 * GIB, **({"this_gpu": gpu_bytes} if gpu_bytes else {})}
+    out = {}
+    for model, params in sizes.items():
+        for gpu, size in gpus.items():
+            try:
+                out[f"{model}@{gpu}"] = colocated_budget(params, 2, 1, size)[2]
+            except ConfigError as error:
+                out[f"{model}@{gpu}"] = str(error)
+    return out
+
+
+def environment() -> dict:
+    import lightning
+    import torch
+    import transformers
+
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "lightning": lightning.__version__,
+            "transformers": transformers.__version__, "cuda": torch.cuda.is_available()}
+    try:
+        import deepspeed
+
+        info["deepspeed"] = deepspeed.__version__
+    except ImportError as error:
+        info["deepspeed"] = f"missing: {error}"
+    return info
+
+
+def mpi_initialised() -> bool | None:
+    """Whether anything in this process called MPI_Init (None: no mpi4py here). Asked without initialising MPI."""
+    try:
+        import mpi4py
+
+        mpi4py.rc.initialize = False
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return bool(MPI.Is_initialized())
+
+
+def placement() -> dict:
     """Where a child started with a chosen ``CUDA_VISIBLE_DEVICES`` lands: what VLLMServerEngine relies on."""
     import torch
 
@@ -125,29 +238,67 @@ def placement() -> None:
     probe = ("import os, torch; print(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count(), "
              "torch.cuda.get_device_name(0), torch.cuda.current_device())")
     seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
-    print(json.dumps({"visible_gpus": count, "all_training_refused": refused, "reserved_index": index,
-                      "child_sees": seen.stdout.strip(), "child_rc": seen.returncode}))
+    return {"visible_gpus": count, "all_training_refused": refused, "reserved_index": index,
+            "child_sees": seen.stdout.strip(), "child_rc": seen.returncode}
+
+
+def section(name: str, call, failures: list) -> None:
+    start = time.perf_counter()
+    try:
+        result = call()
+        print(json.dumps({"section": name, "result": result}, default=str), flush=True)
+        if isinstance(result, dict) and result.get("ok") is False:
+            failures.append(name)
+    except Exception as error:  # noqa: BLE001 - reported, and the next section still runs
+        failures.append(name)
+        print(json.dumps({"section": name, "error": f"{type(error).__name__}: {error}",
+                          "trace": traceback.format_exc()[-3000:]}), flush=True)
+    print(json.dumps({"section": name, "took_s": round(time.perf_counter() - start, 1)}), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="steps per DeepSpeed config")
     parser.add_argument("--generations", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, one short step: checks the script")
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model: every section CPU can run")
     args = parser.parse_args()
-    config = json.loads((ROOT / "tools" / "gpu" / "qwen2.5-0.5b-config.json").read_text())
-    if args.smoke:
+    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0"), ("LOCAL_RANK", "0"),
+                       ("WORLD_SIZE", "1")):  # DeepSpeed probes MPI when these are missing
+        os.environ.setdefault(key, value)
+    import torch
+
+    on_gpu = torch.cuda.is_available() and not args.dry_run
+    config = json.loads((ROOT / "dev" / "gpu" / "qwen2.5-0.5b-config.json").read_text())
+    if args.dry_run:
         config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, vocab_size=2000)
         args.steps, args.generations, args.batch_size, args.max_tokens = 1, 4, 2, 8
+    failures: list[str] = []
+    section("environment", environment, failures)
+    deepspeed_dir = ROOT / "configs" / "deepspeed"
     with tempfile.TemporaryDirectory() as tmp:
-        train(build_model(Path(tmp) / "model", config), args)
-    import torch
+        folder = build_model(Path(tmp) / "model", config)
+        if on_gpu:
+            for name in ("zero2.json", "zero2_offload.json"):
+                section(f"train:{name}", lambda n=name: train(folder, args, str(deepspeed_dir / n)), failures)
+        else:
+            section("train:cpu", lambda: train(folder, args, None), failures)
+    import torch.distributed as dist
 
-    if torch.cuda.is_available():
-        placement()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if on_gpu else "gloo", rank=0, world_size=1)
+    if on_gpu:
+        torch.cuda.set_device(0)
+    for path in sorted(deepspeed_dir.glob("*.json")):
+        section(f"nan_skip:{path.name}", lambda p=path: nan_skip(p), failures)
+    section("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None), failures)
+    section("mpi", lambda: {"mpi_initialised": mpi_initialised()}, failures)
+    if on_gpu:
+        section("placement", placement, failures)
+    print(json.dumps({"failed_sections": failures}), flush=True)
+    raise SystemExit(len(failures))
 
 
 if __name__ == "__main__":

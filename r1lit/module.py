@@ -35,7 +35,7 @@ from r1lit.grpo.losses import (
 )
 from r1lit.policy.logprobs import CompletionLogprobs
 from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
-from r1lit.training.nonfinite import NonFiniteGuard
+from r1lit.training.nonfinite import NonFiniteGuard, guarded_step
 from r1lit.producer.one_step_off import OneStepOff, Pending
 from r1lit.training.optim import CosineWithWarmup, default_optimizer
 from r1lit.rewards.accuracy import AccuracyReward
@@ -57,7 +57,7 @@ from r1lit.grpo.metrics import (
     sampling_mismatch,
 )
 from r1lit.eval.pass_at_k import PassAtK
-from r1lit.training.deepspeed import configure_deepspeed, deepspeed_engine, gradient_norm, is_deepspeed, mark_accumulation_boundary
+from r1lit.training.deepspeed import configure_deepspeed, deepspeed_engine, is_deepspeed, mark_accumulation_boundary
 
 DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
 
@@ -459,13 +459,10 @@ class GRPOModule(L.LightningModule):
                 total = total + stats
             grad_norm = self._clip_gradients() if ds_engine is None else None  # DeepSpeed clips inside its step
             lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
-            if self.nonfinite.skip(float(total_loss), grad_norm, self.trainer.strategy):  # NaN/inf: no step, no LR step
-                optimizer.zero_grad(set_to_none=True)
+            stepped, grad_norm = guarded_step(self.nonfinite, optimizer, float(total_loss), grad_norm,
+                                              self.trainer.strategy, ds_engine)
+            if not stepped:  # NaN/inf: no step (DeepSpeed discards it inside its own), no LR step
                 continue
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ds_engine is not None:
-                grad_norm = gradient_norm(ds_engine)
             scheduler.step()
         scalars = {**sums, "loss": total_loss, **{f.name: getattr(total, f.name) for f in dataclasses.fields(total)}}
         host = dict(zip(scalars, torch.stack([torch.as_tensor(v, dtype=torch.float32, device=mask.device).reshape(())

@@ -13,6 +13,7 @@ import os
 import time
 
 import lightning as L
+import torch
 
 from r1lit.callbacks.run_info import EveryNSteps
 from r1lit.errors import ConfigError
@@ -60,6 +61,8 @@ class VLLMRollout(L.Callback):
             local_rank=trainer.local_rank,
             world_size=trainer.world_size,
             training_devices=trainer.num_devices,
+            training_gpus=tuple(trainer.device_ids) if trainer.num_devices and torch.cuda.is_available() else (),
+            zero_stage=zero_stage(trainer),
             log_dir=trainer.log_dir,
         )
         self.engine = engine

@@ -55,7 +55,7 @@ def check_engine_setup(config, cuda_available: bool, cuda_devices: int) -> None:
     on_gpu = cuda_available and trainer.accelerator not in ("cpu",)
     if issubclass(engine_cls, VLLMEngine):
         check_colocated_memory(getattr(args, "gpu_memory_utilization", 0.7), on_gpu)
-    elif on_gpu and getattr(args, "base_url", None) is None and isinstance(trainer.devices, int) and node_rank() == 0:
+    elif on_gpu and getattr(args, "base_url", None) is None and isinstance(trainer.devices, (int, list)) and node_rank() == 0:
         reserved_gpu(cuda_devices, trainer.devices)  # node 0 (global rank 0's) starts the engine on its spare GPU
 
 

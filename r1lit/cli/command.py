@@ -34,6 +34,7 @@ from r1lit.data import MathDataModule
 from r1lit.errors import ConfigError, R1LitError
 from r1lit.module import GRPOModule, check_batch_layout
 from r1lit.cli.resume import pin_logger_for_resume
+from r1lit.training.deepspeed import resolve_deepspeed_json
 
 
 class R1LitCLI(LightningCLI):
@@ -51,6 +52,9 @@ class R1LitCLI(LightningCLI):
             self.parser.error(str(error))
         if self.subcommand == "fit":
             pin_logger_for_resume(config)
+        strategy_args = getattr(getattr(config.trainer, "strategy", None), "init_args", None)
+        if isinstance(getattr(strategy_args, "config", None), str):  # a DeepSpeed JSON: not relative to the cwd
+            strategy_args.config = resolve_deepspeed_json(strategy_args.config, [str(f) for f in config.get("config") or []])
 
     def instantiate_trainer(self, **kwargs):
         """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""

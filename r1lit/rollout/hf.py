@@ -11,7 +11,8 @@ from r1lit.rollout.types import Rollout, SamplingConfig, assemble_rollout, left_
 
 
 def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
-    """Every token id that ends a completion: the generation config's EOS ids plus the tokenizer's."""
+    """Every token id that ends a completion: the generation config's EOS ids, the tokenizer's, and the chat
+    template's end of turn."""
     ids: set[int] = set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if isinstance(gen_eos, int):
@@ -20,9 +21,28 @@ def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
         ids.update(gen_eos)
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
+    ids.update(end_of_turn_ids(tokenizer))
     if not ids:
         raise ConfigError("neither the model's generation config nor the tokenizer names an EOS token; set tokenizer.eos_token")
     return sorted(ids)
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The special token the chat template closes an assistant turn with (ChatML's ``<|im_end|>``, Llama 3's
+    ``<|eot_id|>``). A base checkpoint (Qwen2.5) names only ``<|endoftext|>`` as EOS, so without this a completion
+    runs on past its turn into a new one."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    marker = "r1lit-end-of-turn-probe"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                             tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that needs other roles or fields: no end of turn to learn
+        return []
+    tail = text.split(marker, 1)[1] if marker in text else ""
+    ids = tokenizer.encode(tail, add_special_tokens=False) if tail.strip() else []
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", None) or {})
+    return [ids[0]] if ids and ids[0] in special else []
 
 
 def eos_and_pad(model: nn.Module, tokenizer) -> tuple[list[int], int]:

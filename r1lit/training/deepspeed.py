@@ -10,6 +10,7 @@ Under ZeRO-3 each rank holds a shard of every parameter; pushing weights to an e
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -47,6 +48,23 @@ def configure_deepspeed(strategy, max_grad_norm: float | None, micro_batch_size:
         )
     config["gradient_clipping"] = wanted
     config.setdefault("train_micro_batch_size_per_gpu", micro_batch_size)  # for DeepSpeed's throughput logs only
+
+
+REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def resolve_deepspeed_json(path: str, config_files: list[str]) -> str:
+    """The file a recipe's ``strategy.init_args.config`` names, found from any working directory: relative to
+    the YAML files that were read (the last first), then to r1lit's repository (``configs/deepspeed/…``), then
+    as given. An absolute or missing path is returned unchanged (Lightning reports a missing one)."""
+    if os.path.isabs(path):
+        return path
+    roots = [os.path.dirname(os.path.abspath(str(f))) for f in reversed(config_files)] + [REPOSITORY_ROOT]
+    for root in roots:
+        candidate = os.path.join(root, path)
+        if os.path.isfile(candidate):
+            return candidate
+    return path
 
 
 def mark_accumulation_boundary(engine, last: bool) -> None:
@@ -91,3 +109,16 @@ def gradient_norm(engine) -> float:
     if norm is None:
         return 0.0
     return float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+
+
+def clear_discarded_update(engine) -> None:
+    """After DeepSpeed discarded a non-finite update. DeepSpeed 0.19.8's ZeRO-1/2 step clears its reduced-gradient
+    partitions (``averaged_gradients``) on that path only without optimizer offload; with offload and fp32
+    gradient accumulation they keep the NaN and the next update's reductions are added into it, so every later
+    update would be discarded too. This clears them as the non-offload path does. Written for DeepSpeed 0.19.8's
+    ``DeepSpeedZeroOptimizer``; other optimizers are left alone."""
+    optimizer = getattr(engine, "optimizer", None)
+    if not getattr(optimizer, "cpu_offload", False) or not isinstance(getattr(optimizer, "averaged_gradients", None), dict):
+        return
+    for group in list(optimizer.averaged_gradients):
+        optimizer.averaged_gradients[group] = None

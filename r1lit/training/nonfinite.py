@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from r1lit.errors import ConfigError, TrainingError
+from r1lit.training.deepspeed import clear_discarded_update, gradient_norm
 
 
 def finite_update(loss: float, grad_norm: float | None) -> bool:
@@ -63,3 +64,30 @@ class NonFiniteGuard:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.skipped = int(state.get("skipped", 0))
         self.consecutive = int(state.get("consecutive", 0))
+
+
+def guarded_step(guard: NonFiniteGuard, optimizer, loss: float, grad_norm: float | None, strategy=None,
+                 ds_engine=None) -> tuple[bool, float | None]:
+    """Take the optimizer step unless the update is not finite; returns ``(stepped, grad_norm)``.
+
+    Without DeepSpeed the norm is known before the step (clipping computed it), so a bad update is never stepped.
+    Under DeepSpeed the norm exists only inside its step, and ZeRO resets its per-update state (micro-step id,
+    reduction buckets, averaged gradients) only there (``clear_discarded_update`` adds what offload misses): ``zero_grad`` alone would carry a skipped update's reduced
+    gradients into the next one. So the step always runs, and DeepSpeed (0.19.8, ZeRO 1–3) discards an update
+    whose reduced gradient norm is not finite, resetting that state, and reports the norm as inf. A non-finite loss
+    whose gradient is finite gives a finite update: DeepSpeed applies it, and the guard still counts it.
+    """
+    if ds_engine is None:
+        if guard.skip(loss, grad_norm, strategy):
+            optimizer.zero_grad(set_to_none=True)
+            return False, grad_norm
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return True, grad_norm
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    grad_norm = gradient_norm(ds_engine)
+    guard.skip(loss, grad_norm, strategy)
+    if not math.isfinite(grad_norm):
+        clear_discarded_update(ds_engine)
+    return math.isfinite(grad_norm), grad_norm

@@ -182,3 +182,23 @@ def test_training_health_is_added_once_and_a_listed_one_keeps_its_settings(tmp_p
     cli = R1LitCLI(GRPOModule, MathDataModule, run=False, args=["--config", str(write_config(tmp_path, config))])
     (health,) = [c for c in cli.trainer.callbacks if isinstance(c, TrainingHealth)]
     assert health.stop_on == (("truncated",) if listed else ("frozen_engine",))
+
+
+@pytest.mark.parametrize("name", ["qwen0.5b.yaml", "qwen1.5b.yaml", "qwen1.5b-multinode.yaml"])
+def test_recipes_find_their_deepspeed_json_from_any_working_directory(name, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.chdir(tmp_path)  # not the repository: a relative path would name nothing here
+    cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / name)])
+    path = Path(cli.config.trainer.strategy.init_args.config)
+    assert path.is_absolute() and path.is_file() and path.parent == ROOT / "configs" / "deepspeed"
+
+
+def test_a_deepspeed_json_next_to_the_yaml_is_found(monkeypatch, tmp_path):
+    from r1lit.training.deepspeed import resolve_deepspeed_json
+
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "ds.json").write_text("{}")
+    monkeypatch.chdir(ROOT)
+    assert resolve_deepspeed_json("ds.json", [str(tmp_path / "recipe" / "r.yaml")]) == str(tmp_path / "recipe" / "ds.json")
+    assert resolve_deepspeed_json("missing.json", [str(tmp_path / "recipe" / "r.yaml")]) == "missing.json"

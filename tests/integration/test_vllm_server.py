@@ -188,7 +188,8 @@ def test_attached_server_is_checked_used_and_left_running(tmp_path, model_dir, t
     args = ["--model", str(model_dir), "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
             "--kv-cache-memory-bytes", str(KV_BYTES), "--logprobs-mode", "processed_logprobs",
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
-            "--max-num-batched-tokens", "16384", "--host", "127.0.0.1", "--port", str(port)]
+            "--max-num-batched-tokens", "16384", "--host", "127.0.0.1", "--port", str(port),
+            "--weight-transfer-config", '{"backend": "r1lit_gloo"}']
     server = EngineProcess(args, child_environment({}, None), tmp_path / "user_server.log")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -286,6 +287,44 @@ def test_engine_process_dying_mid_run_names_its_log_and_the_checkpoint(tmp_path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
-    assert "the rollout engine VLLMServerEngine failed while" in err
+    # whichever call meets the dead engine first: a generate, or the push (then it says the weights did not arrive)
+    assert ("the rollout engine VLLMServerEngine failed while" in err
+            or "the engine is not serving the pushed weights" in err), err[-3000:]
     assert "The engine process (" in err and "vllm_server.log; it ends:" in err, err[-3000:]
     assert "r1lit: the last checkpoint is" in err
+
+
+def test_a_push_that_hangs_stops_the_run_within_its_deadline_naming_the_engine(tmp_path, model_dir):
+    """The push is broken on purpose (the engine never answers the update round trip): the run must stop within
+    request_timeout with an error saying the engine is not serving the pushed weights and showing its log, and
+    leave no process behind."""
+    config = server_config(tmp_path, model_dir, steps=2, request_timeout=20,
+                           transport={"class_path": "broken_transport.HangingPushTransport"})
+    start = time.monotonic()
+    done = fit(tmp_path, config, timeout=600)
+    took = time.monotonic() - start
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "the weight push to the vLLM server at http://127.0.0.1:" in done.stderr
+    assert "did not finish within 20 s (VLLMServerEngine request_timeout): the engine is not serving the pushed " \
+           "weights" in done.stderr
+    assert f"logs to {run_dir / 'vllm_server.log'}" in done.stderr
+    assert took < 400, took  # start-up and one 20 s deadline, not a hang
+    assert_engine_gone(run_dir)
+
+
+@pytest.mark.deepspeed
+def test_zero3_ranks_gather_every_parameter_for_the_push(tmp_path, model_dir):
+    """ZeRO-3 on 2 CPU ranks (DeepSpeed over gloo): each push gathers every parameter on both ranks and rank 0 sends
+    them through the gloo transfer; the engine's log-probs match the trainer's after every push."""
+    config = server_config(tmp_path, model_dir, steps=2, devices=2)
+    config["trainer"]["strategy"] = {"class_path": "ds_cpu.CPUDeepSpeedStrategy", "init_args": {"stage": 3}}
+    config["model"]["loss"] = {"class_path": "GRPOLoss"}  # no reference model: DeepSpeed does not wrap it
+    config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
+                                      if "ModelCheckpoint" not in c["class_path"]]
+    done = fit(tmp_path, config, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    diffs = scalars(run_dir)["sampling/logp_diff/max"]
+    assert len(diffs) == 2 and max(diffs) < 1e-4, diffs
+    assert_engine_gone(run_dir)

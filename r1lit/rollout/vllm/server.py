@@ -24,12 +24,12 @@ from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.vllm.engine_process import EngineProcess, child_environment, free_port, request
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.vllm.placement import physical_gpu, reserved_gpu
-from r1lit.rollout.vllm.transports import FileTransport, NCCLTransport, WeightTransport
+from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
 from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, VLLMSettings, sampling_fields
+from r1lit.rollout.vllm.version import check_vllm_version
 from r1lit.rollout.vllm.worker import PROTOCOL
 
-SUPPORTED_VLLM = ((0, 32), (0, 34))  # [from, to): the server routes, worker API and weight-transfer API used here
 SERVED_NAME = "r1lit-policy"
 
 
@@ -49,12 +49,13 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
         Args:
             base_url: attach to a vLLM server that is already running (e.g. ``http://gen-node:8000``) instead of
                 starting one; it must run with ``VLLM_SERVER_DEV_MODE=1``, ``--worker-extension-cls
-                r1lit.rollout.vllm.worker.R1LitWorkerExtension`` and ``--logprobs-mode processed_logprobs``, and serve
+                r1lit.rollout.vllm.worker.R1LitWorkerExtension``, ``--logprobs-mode processed_logprobs`` and
+                ``--weight-transfer-config '{"backend": "nccl"}'`` (``"r1lit_gloo"`` for a CPU server), and serve
                 the policy's starting weights. The trainer checks its health, model and version at start and never
                 stops it. The engine settings below then describe that server and are not applied.
-            transport: how rank 0 pushes weights: ``FileTransport`` (CPU; a filesystem shared with the server) or
-                ``NCCLTransport`` (vLLM's NCCL weight transfer between GPUs). None = NCCL where CUDA is available,
-                else a file.
+            transport: how rank 0 pushes weights through vLLM's weight-transfer API: ``NCCLTransport`` (GPUs) or
+                ``GlooTransport`` (the same over gloo, from the CPU). None = NCCL where CUDA is available, else gloo.
+                An attached server must have been started with the matching ``--weight-transfer-config``.
             startup_timeout: seconds to wait for a started server to answer (or for an attached one's health check).
             request_timeout: seconds one generation or weight-push request may take before the step fails.
             env: extra environment for the server process (e.g. ``VLLM_CPU_OMP_THREADS_BIND``).
@@ -103,7 +104,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
 
     def _bring_up(self, launch: EngineLaunch) -> dict:
         if self.transport is None:
-            self.transport = NCCLTransport() if torch.cuda.is_available() else FileTransport()
+            self.transport = NCCLTransport() if torch.cuda.is_available() else GlooTransport()
         if self.base_url is None:
             port = free_port()
             self.process = self._spawn(launch, port)
@@ -124,11 +125,11 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
     def _spawn(self, launch: EngineLaunch, port: int) -> EngineProcess:
         cuda_visible = None
         if torch.cuda.is_available():
-            cuda_visible = physical_gpu(reserved_gpu(torch.cuda.device_count(), launch.training_devices))
+            cuda_visible = physical_gpu(reserved_gpu(torch.cuda.device_count(), launch.training_gpus or launch.training_devices))
         args = [
             "--model", launch.model_path, "--tokenizer", launch.model_path, "--served-model-name", SERVED_NAME,
             "--dtype", self.dtype, "--max-model-len", str(check_model_len(self.max_model_len, launch.needed_len)),
-            "--gpu-memory-utilization", str(self.gpu_memory_utilization), "--seed", str(self.seed),
+            "--gpu-memory-utilization", str(self.gpu_memory_utilization or 0.9), "--seed", str(self.seed),
             "--logprobs-mode", "processed_logprobs",
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
             "--host", "0.0.0.0" if launch.world_size > launch.training_devices else "127.0.0.1", "--port", str(port),
@@ -150,13 +151,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
     def _check_server(self, url: str, launch: EngineLaunch) -> dict:
         """Version, r1lit's worker extension, and the model: what makes pushes and log-probs mean anything."""
         version = str(request("GET", f"{url}/version", timeout=30).get("version", "?"))
-        parsed = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if not SUPPORTED_VLLM[0] <= parsed < SUPPORTED_VLLM[1]:
-            raise ConfigError(
-                f"the vLLM server at {url} runs vLLM {version}; r1lit's engine speaks to vLLM "
-                f">={'.'.join(map(str, SUPPORTED_VLLM[0]))},<{'.'.join(map(str, SUPPORTED_VLLM[1]))}. Run the server "
-                "from the trainer's environment (pip install 'r1lit[vllm]')"
-            )
+        check_vllm_version(version, f"the vLLM server at {url}")
         try:
             info = request("POST", f"{url}/collective_rpc", {"method": "r1lit_info"}, timeout=60)["results"][0]
         except (RuntimeError, KeyError, IndexError, TypeError) as error:
@@ -216,14 +211,26 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
                 pass
             return
         dtype = getattr(torch, self.dtype) if self.dtype in ("float32", "bfloat16", "float16") else None
-        self.transport.send(named_tensors, dtype)  # the engine's own dtype: half the bytes for a bf16 engine
+        try:
+            self.transport.send(named_tensors, dtype)  # the engine's own dtype: half the bytes for a bf16 engine
+        except EngineError as error:
+            raise EngineError(f"{error}{self.failure_hint()}") from error.__cause__
         request("POST", f"{self.url}/reset_prefix_cache", timeout=self.request_timeout)
 
-    def failure_hint(self) -> str:
+    @property
+    def log_path(self) -> Path | None:
+        """The started server's log file (None for an attached server, whose log its user keeps)."""
+        return None if self.process is None else self.process.log_path
+
+    def log_excerpt(self, lines: int = 20) -> str:
+        """Where the engine logs and the last ``lines`` lines of it."""
         if self.process is None:
-            return f"\n  The engine is the vLLM server at {self.base_url or self.url}: read its own log."
+            return f"The engine is the vLLM server at {self.base_url or self.url}: read its own log."
         state = "running" if self.process.proc.poll() is None else f"exited with code {self.process.proc.returncode}"
-        return f"\n  The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(20)}"
+        return f"The engine process ({state}) logs to {self.process.log_path}; it ends:\n{self.process.log_tail(lines)}"
+
+    def failure_hint(self) -> str:
+        return "\n  " + self.log_excerpt()
 
     def close(self) -> None:
         self.stop_background()

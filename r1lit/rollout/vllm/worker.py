@@ -4,13 +4,31 @@
 
 from __future__ import annotations
 
-PROTOCOL = 1  # bumped when the methods below change; the trainer checks it at start
+import sys
+
+PROTOCOL = 2  # bumped when the methods below change; the trainer checks it at start
+
+
+def register_cpu_backend() -> None:
+    """Inside vLLM's worker (vLLM already imported), add r1lit's gloo weight-transfer backend to its registry before
+    the worker builds its weight-transfer engine; a trainer importing this module for ``PROTOCOL`` stays light."""
+    if "vllm" in sys.modules:
+        from r1lit.rollout.vllm.gloo_transfer import register
+
+        register()
+
+
+register_cpu_backend()
 
 
 def refresh_tied_lm_head(worker) -> None:
+    """``refresh_lm_head`` of the worker's model (a ``collective_rpc`` target)."""
+    refresh_lm_head(worker.model_runner.model)
+
+
+def refresh_lm_head(model) -> None:
     """A tied lm_head shares the embedding's storage but some backends keep a processed copy (repacked for
-    oneDNN on CPU) that ``reload_weights`` does not rebuild."""
-    model = worker.model_runner.model
+    oneDNN on CPU) that reloading the embedding does not rebuild."""
     lm_head = getattr(model, "lm_head", None)
     method = getattr(lm_head, "quant_method", None)
     if lm_head is not None and method is not None and hasattr(method, "process_weights_after_loading"):
@@ -35,13 +53,3 @@ class R1LitWorkerExtension:
             "max_num_seqs": scheduler.max_num_seqs,
             "device": current_platform.device_type,
         }
-
-    def r1lit_load_weights(self, path: str) -> int:
-        """Load a safetensors file of the policy's (name, tensor) pairs into the running model; returns how many
-        tensors were loaded."""
-        from safetensors.torch import load_file
-
-        weights = load_file(path)
-        self.reload_weights(weights_iterator=iter(weights.items()))
-        refresh_tied_lm_head(self)
-        return len(weights)

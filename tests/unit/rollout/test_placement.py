@@ -7,7 +7,10 @@ import pytest
 from r1lit.errors import ConfigError
 from r1lit.rollout.vllm.engine_process import RENDEZVOUS_VARS, child_environment
 from r1lit.rollout.vllm.launch import prefill_budget, split_calls
-from r1lit.rollout.vllm.placement import check_colocated_memory, physical_gpu, reserved_gpu
+from r1lit.rollout.vllm.placement import (
+    GIB, check_colocated_memory, colocated_budget, colocated_memory_utilization, physical_gpu, reserved_gpu,
+    training_bytes_per_parameter,
+)
 
 
 def test_reserved_gpu_is_the_first_that_does_not_train():
@@ -62,3 +65,39 @@ def test_colocated_engine_must_leave_the_trainer_memory():
     check_colocated_memory(0.95, on_gpu=False)  # CPU: the setting does not apply
     with pytest.raises(ConfigError, match="VLLMServerEngine"):
         check_colocated_memory(0.9, on_gpu=True)
+
+
+def test_reserved_gpu_skips_every_listed_training_gpu():
+    """``devices: [1, 2]`` under DDP trains on GPUs 1 and 2: the engine goes to GPU 0, not len(devices) = 2."""
+    assert reserved_gpu(visible_gpus=4, training_devices=[1, 2]) == 0
+    assert reserved_gpu(visible_gpus=4, training_devices=[0, 1, 3]) == 2
+    with pytest.raises(ConfigError, match=r"trainer.devices=\[0, 1\] leaves none of the 2 visible GPU\(s\) free"):
+        reserved_gpu(visible_gpus=2, training_devices=[1, 0])
+
+
+def test_training_state_per_parameter_follows_the_zero_stage():
+    # hand-worked: bf16 weights 2 + grads 2 + fp32 accumulation 4 + master 4 + Adam 8
+    assert training_bytes_per_parameter(0, 1) == 16.0
+    assert training_bytes_per_parameter(2, 1) == 20.0
+    assert training_bytes_per_parameter(2, 4) == 2 + 18 / 4
+    assert training_bytes_per_parameter(3, 4) == 20 / 4
+    assert training_bytes_per_parameter(1, 2) == 8 + 6
+
+
+def test_colocated_budget_for_qwen_on_one_80_gb_gpu():
+    """1.5B, ZeRO-2, one rank, 80 GiB: training 1.5e9 × 20 B = 27.9 GiB × 1.25 + 4 = 38.9 GiB → at most
+    1 − 38.9/80 = 0.51; the engine needs 1.5e9 × 2 B = 2.8 + 2 = 4.8 GiB → at least 0.06. 0.7 is refused."""
+    gpu = 80 * GIB
+    lowest, highest, text = colocated_budget(1_500_000_000, 2, 1, gpu)
+    assert abs(highest - (1 - (1.5e9 * 20 / GIB * 1.25 + 4) / 80)) < 1e-9 and 0.51 < highest < 0.52
+    assert abs(lowest - (1.5e9 * 2 / GIB + 2) / 80) < 1e-9
+    assert "[0.06, 0.51]" in text and "20.0 B/parameter" in text
+    assert colocated_memory_utilization(None, 1_500_000_000, 2, 1, gpu) == 0.51
+    with pytest.raises(ConfigError, match=r"gpu_memory_utilization=0.7 leaves training too little: 1.50B parameters on a 80 GiB GPU"):
+        colocated_memory_utilization(0.7, 1_500_000_000, 2, 1, gpu)
+    assert colocated_memory_utilization(0.4, 1_500_000_000, 2, 1, gpu) == 0.4
+
+
+def test_colocated_engine_that_cannot_fit_is_refused_with_the_arithmetic():
+    with pytest.raises(ConfigError, match=r"does not fit beside training: 7.00B parameters on a 24 GiB GPU"):
+        colocated_memory_utilization(None, 7_000_000_000, 2, 1, 24 * GIB)
