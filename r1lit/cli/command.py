@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
@@ -31,9 +30,10 @@ from r1lit.callbacks import GracefulStop, StepProgressBar
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
-from r1lit.errors import ConfigError, R1LitError
+from r1lit.cli.errors import STARTUP
 from r1lit.module import GRPOModule, check_batch_layout
-from r1lit.cli.resume import pin_logger_for_resume
+from r1lit.cli.resume import resolve_ckpt_path
+from r1lit.cli.run_folder import RunFolder
 
 
 class R1LitCLI(LightningCLI):
@@ -44,13 +44,10 @@ class R1LitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        try:
-            check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
-            check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
-        except ConfigError as error:
-            self.parser.error(str(error))
+        check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
+        check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
         if self.subcommand == "fit":
-            pin_logger_for_resume(config)
+            resolve_ckpt_path(config)
 
     def instantiate_trainer(self, **kwargs):
         """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""
@@ -85,31 +82,30 @@ def _as_list(value) -> list:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``r1lit`` console script. Errors in the user's settings or data end the run with their
-    message (and, for a failing reward, the reward's own traceback) instead of a trainer stack trace."""
+    """Entry point of the ``r1lit`` console script. Any failure ends the run with exit code 1 and, first on stderr,
+    one line naming the cause and the fix (``r1lit.cli.errors``); the traceback goes to a log file."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if args is None else list(args)
+    STARTUP.hold()
     try:
         if argv[:1] == ["export"]:  # not a Trainer subcommand: its own small parser
             from r1lit.policy.export import main as export_main
 
             export_main(argv[1:])
-            return
-        R1LitCLI(
-            GRPOModule,
-            MathDataModule,
-            parser_kwargs={"description": DESCRIPTION, "epilog": EPILOG},
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
-            args=args,
-        )
-    except R1LitError as error:
-        if error.__cause__ is not None:
-            traceback.print_exception(error.__cause__)
-        print(f"r1lit: error: {error}", file=sys.stderr)
-        if error.resume_hint:
-            print(error.resume_hint, file=sys.stderr)
+        else:
+            R1LitCLI(
+                GRPOModule,
+                MathDataModule,
+                parser_kwargs={"description": DESCRIPTION, "epilog": EPILOG, "exit_on_error": False},
+                save_config_callback=RunFolder,
+                auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
+                args=args,
+            )
+    except Exception as error:  # noqa: BLE001 - every failure gets its one line
+        STARTUP.release(error, argv)
         raise SystemExit(1) from None
+    finally:
+        STARTUP.release()
 
 
 if __name__ == "__main__":
