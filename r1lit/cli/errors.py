@@ -156,7 +156,7 @@ def report(error: BaseException, argv: list[str]) -> None:
     """Print the one line, then where the traceback is (or the traceback, with ``R1LIT_TRACEBACK=1``), then the
     resume hint a failed fit carries."""
     print(f"r1lit: error: {explain(error, argv)}", file=sys.stderr, flush=True)
-    if isinstance(error, R1LitError) and error.__cause__ is not None:
+    if isinstance(error, R1LitError) and error.show_cause and error.__cause__ is not None:
         traceback.print_exception(error.__cause__)  # e.g. a user's own reward failed: its traceback finds the bug
     elif os.environ.get(TRACEBACK_FLAG) == "1":
         traceback.print_exception(error)
