@@ -45,8 +45,10 @@ def explain(error: BaseException, argv: list[str]) -> str:
         return _parse_error(text, argv)
     if any(marker in text for link in _chain(error) for marker in _STATE_DICT if marker in str(link)):
         return _other_config(error)
+    from r1lit.rollout.vllm.engine_process import memory_hint
+
     first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"{type(error).__name__}: {first}{memory_hint(first)}" if first else type(error).__name__
 
 
 def _parse_error(text: str, argv: list[str]) -> str:

@@ -121,7 +121,8 @@ class EngineProcess:
         atexit.unregister(self.stop)
 
 
-_ERROR_LINE = re.compile(r"\b([A-Za-z_][\w.]*(?:Error|Exception|Exit))\b(: .*)?$")
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")  # an exception's last traceback line
+_PREFIX = re.compile(r"^(\(\w+ pid=\d+\)\s*)?(\w+ \d\d-\d\d [\d:]+ \[[^\]]*\]\s*)?")  # "(Worker pid=N) ERROR date [file]"
 _NOT_A_CAUSE = ("see root cause above", "Engine core initialization failed", "Traceback (most recent call last)")
 
 
@@ -133,10 +134,9 @@ def root_cause(log_path: Path, context_lines: int = 8) -> tuple[str, str]:
     except OSError:
         return "(no log)", ""
     for number, line in enumerate(lines):
-        text = re.sub(r"^\(\w+ pid=\d+\)\s*", "", line.strip())  # vLLM's "(EngineCore pid=N)" prefix
-        match = _ERROR_LINE.search(text)
-        if match and match.group(2) and not any(s.lower() in text.lower() for s in _NOT_A_CAUSE):
-            return text[match.start():], "\n".join(lines[max(0, number - context_lines):number + 1])
+        text = _PREFIX.sub("", line.strip())
+        if _ERROR_LINE.match(text) and not any(s.lower() in text.lower() for s in _NOT_A_CAUSE):
+            return text, "\n".join(lines[max(0, number - context_lines):number + 1])
     tail = [ln.strip() for ln in lines if ln.strip()]
     return (tail[-1] if tail else "(empty log)"), "\n".join(lines[-context_lines:])
 
@@ -145,8 +145,8 @@ def memory_hint(cause: str) -> str:
     """What to lower when the cause is memory (KV cache, GPU or host memory)."""
     words = ("memory", "kv cache", "kv_cache", "out of memory", "oom", "cannot allocate", "max_model_len")
     if any(w in cause.lower() for w in words):
-        return ("; lower VLLMServerEngine's kv_cache_memory_bytes or gpu_memory_utilization, or max_model_len, "
-                "to fit the device")
+        return ("; lower model.engine's kv_cache_memory_bytes (or gpu_memory_utilization, max_model_len) until it "
+                "fits the device")
     return ""
 
 
