@@ -46,8 +46,13 @@ class R1LitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
         check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
-        if self.subcommand == "fit":
-            resolve_ckpt_path(config)
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve and check ``--ckpt_path`` (``last``, truncated files, another model) before Lightning reads the
+        checkpoint's hyper-parameters into the config (lightning 2.6 ``LightningCLI._parse_ckpt_path``)."""
+        if self.config.get("subcommand") == "fit":
+            resolve_ckpt_path(self.config["fit"])
+        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs):
         """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""

@@ -43,8 +43,9 @@ def explain(error: BaseException, argv: list[str]) -> str:
     text = str(error)
     if type(error).__name__ == "ArgumentError" or 'Parser key "' in text:
         return _parse_error(text, argv)
-    if any(marker in text for link in _chain(error) for marker in _STATE_DICT if marker in str(link)):
-        return _other_config(error)
+    mismatch = next((link for link in _chain(error) if any(m in str(link) for m in _STATE_DICT)), None)
+    if mismatch is not None:
+        return _other_config(mismatch)
     from r1lit.rollout.vllm.engine_process import memory_hint
 
     first = text.strip().splitlines()[0] if text.strip() else ""

@@ -86,6 +86,9 @@ def resolve_ckpt_path(config) -> None:
     check_checkpoint(Path(config.ckpt_path), config)
     resuming_from = Path(config.ckpt_path)
     configured_model = config.model.as_dict() if hasattr(config.model, "as_dict") else dict(vars(config.model))
+    if resuming_from.is_file():
+        for line in settings_that_differ(resuming_from, configured_model):
+            print(f"[r1lit] --ckpt_path: {line}; the checkpoint's value is used", file=sys.stderr)
 
 
 def check_checkpoint(path: Path, config) -> None:

@@ -11,6 +11,7 @@ replaces any other folder), never one that holds the checkpoint; the files go to
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -77,13 +78,21 @@ def check_out_dir(out: Path, source: str | Path | None, overwrite: bool) -> None
                       "folder, or pass --overwrite to replace it")
 
 
+SAVED_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*",
+               "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*", "merges.txt")
+"""What ``save_pretrained`` of a causal LM and its tokenizer writes: an export without a marker holds only these."""
+
+
 def is_export(folder: Path) -> bool:
-    """A folder holding exactly what an export wrote (its marker lists the files): safe to replace."""
+    """A folder holding only what an export wrote (the files its marker lists, or, without a marker, only files
+    that ``save_pretrained`` writes): safe to replace."""
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MARKER}
     try:
         listed = set(json.loads((folder / MARKER).read_text())["files"])
+    except FileNotFoundError:
+        return bool(present) and all("/" not in f and any(fnmatch.fnmatch(f, g) for g in SAVED_FILES) for f in present)
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MARKER}
     return present <= listed
 
 

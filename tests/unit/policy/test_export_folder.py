@@ -34,3 +34,11 @@ def test_folders_an_export_did_not_write_are_refused(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ConfigError, match="holds the checkpoint being exported"):
         check_out_dir(tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt", overwrite=True)
+
+
+def test_a_model_folder_without_a_marker_counts_as_a_previous_export_only_when_it_holds_nothing_else(tmp_path):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        (tmp_path / name).write_text("{}")
+    assert is_export(tmp_path)
+    (tmp_path / "metrics.csv").write_text("step\n0\n")
+    assert not is_export(tmp_path)
