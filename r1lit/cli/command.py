@@ -33,7 +33,7 @@ from r1lit.data import MathDataModule
 from r1lit.cli.errors import STARTUP
 from r1lit.module import GRPOModule, check_batch_layout
 from r1lit.cli.resume import resolve_ckpt_path
-from r1lit.cli.run_folder import RunFolder
+from r1lit.cli.run_folder import RunFolder, keep_csv_history
 
 
 class R1LitCLI(LightningCLI):
@@ -46,6 +46,14 @@ class R1LitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
         check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
+
+    def before_fit(self) -> None:
+        if self.trainer.is_global_zero and self.subcommand == "fit":
+            keep_csv_history(self.trainer.loggers, append=self.config["fit"].get("ckpt_path") is not None)
+        if self.trainer.world_size > 1:
+            STARTUP.release()  # rank processes about to be launched would inherit the held stderr
+
+    before_validate = before_test = before_predict = before_fit
 
     def _parse_ckpt_path(self) -> None:
         """Resolve and check ``--ckpt_path`` (``last``, truncated files, another model) before Lightning reads the

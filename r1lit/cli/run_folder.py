@@ -6,7 +6,8 @@
 - ``config.yaml`` is the folder's first config: a later run with a different config saves it beside, as
   ``config.1.yaml``, ``config.2.yaml``, …, so a resume that then fails replaces nothing;
 - ``metrics.csv`` of a ``CSVLogger`` is appended to on a resume (Lightning's CSV writer deletes the file it finds);
-  a new run into a folder that holds one moves it aside to ``metrics.1.csv`` first.
+  a new run into a folder that holds one moves it aside to ``metrics.1.csv`` first (``keep_csv_history``, which
+  the r1lit command calls before ``fit``).
 """
 
 from __future__ import annotations
@@ -43,10 +44,6 @@ class RunFolder(SaveConfigCallback):
         if busy:
             raise ConfigError(busy)
         if trainer.is_global_zero:
-            resuming = getattr(self.config, "ckpt_path", None) is not None
-            for logger in trainer.loggers:
-                if isinstance(logger, CSVLogger):
-                    keep_csv_history(logger, append=resuming)
             self._save(folder)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
@@ -125,12 +122,17 @@ def _free_name(path: Path) -> Path:
     return candidate
 
 
-def keep_csv_history(logger: CSVLogger, append: bool) -> None:
-    """Give ``logger`` a writer that never deletes ``metrics.csv``: appended to on a resume, moved aside to
-    ``metrics.N.csv`` before a new run. Sets Lightning's private ``_experiment`` (lightning 2.6), before the logger
-    creates its own writer (whose constructor deletes the file)."""
-    if logger._experiment is not None:
-        return
+def keep_csv_history(loggers: list, append: bool) -> None:
+    """Give every ``CSVLogger`` a writer that never deletes ``metrics.csv``: appended to on a resume, moved aside to
+    ``metrics.N.csv`` before a new run. Call on global rank 0 before ``fit`` (Lightning creates the writers at the
+    start of setup). Sets Lightning's private ``_experiment`` (lightning 2.6), before the logger creates its own
+    writer, whose constructor deletes the file."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger) and logger._experiment is None:
+            _keep(logger, append)
+
+
+def _keep(logger: CSVLogger, append: bool) -> None:
     metrics = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
     if metrics.is_file() and not append:
         moved = _free_name(metrics)
