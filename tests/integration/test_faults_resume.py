@@ -122,7 +122,7 @@ def test_last_is_the_newest_checkpoint_not_a_stale_last_ckpt(tmp_path, tiny_mode
 
 
 def test_a_live_runs_folder_is_not_taken_and_a_dead_runs_lock_is(tmp_path, tiny_model_dir):
-    config = config_for(tmp_path, tiny_model_dir, steps=50)
+    config = config_for(tmp_path, tiny_model_dir, steps=100_000)  # still running when the second run starts
     config["trainer"]["logger"]["init_args"]["version"] = "run"
     live = start(tmp_path, config)
     try:
