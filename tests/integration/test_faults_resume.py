@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import SCRIPT, SUBPROCESS_ENV, fit_command, tiny_config
+from helpers import SCRIPT, SUBPROCESS_ENV, fit_command, scalars, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +116,7 @@ def test_last_is_the_newest_checkpoint_not_a_stale_last_ckpt(tmp_path, tiny_mode
     (tmp_path / "step").unlink()
     again = run(tmp_path, config, "--ckpt_path", "last", name="again.yaml")
     assert again.returncode == 0, again.stderr[-3000:]
+    assert len(scalars(folder.parent)["reward"]) == k + 3  # one step more, not steps k+1..k+3 trained again
     assert f"from epoch=0-step={k + 2}.ckpt" in again.stderr
     assert int((tmp_path / "step").read_text()) == k + 3
     assert global_step(folder / f"epoch=0-step={k + 3}.ckpt") == k + 3
