@@ -30,7 +30,8 @@ from r1lit.callbacks import GracefulStop, StepProgressBar
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
-from r1lit.cli.errors import STARTUP
+from r1lit.cli.errors import STARTUP, USAGE, exit_code
+from r1lit.errors import ConfigError
 from r1lit.module import GRPOModule, check_batch_layout
 from r1lit.cli.resume import resolve_ckpt_path
 from r1lit.cli.run_folder import RunFolder, keep_csv_history
@@ -44,8 +45,14 @@ class R1LitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
-        check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
+        try:
+            check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
+            check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
+        except ConfigError as error:
+            if self.parser.exit_on_error:  # R1LitCLI used without main(): argparse's usage error
+                self.parser.error(str(error))
+            error.exit_code = USAGE  # refused at parse time, like a parse error
+            raise
 
     def before_fit(self) -> None:
         if self.trainer.is_global_zero and self.subcommand == "fit":
@@ -95,7 +102,8 @@ def _as_list(value) -> list:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``r1lit`` console script. Any failure ends the run with exit code 1 and, first on stderr,
+    """Entry point of the ``r1lit`` console script. Any failure ends the run with exit code 1 (2 for settings refused
+    while parsing) and, first on stderr,
     one line naming the cause and the fix (``r1lit.cli.errors``); the traceback goes to a log file."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if args is None else list(args)
@@ -116,7 +124,7 @@ def main(args: list[str] | None = None) -> None:
             )
     except Exception as error:  # noqa: BLE001 - every failure gets its one line
         STARTUP.release(error, argv)
-        raise SystemExit(1) from None
+        raise SystemExit(exit_code(error)) from None
     finally:
         STARTUP.release()
 

@@ -24,6 +24,7 @@ import yaml
 from r1lit.errors import R1LitError
 
 TRACEBACK_FLAG = "R1LIT_TRACEBACK"
+USAGE = 2  # exit code of settings refused while parsing (argparse's); every other failure exits 1
 _STATE_DICT = ("Error(s) in loading state_dict", "size mismatch for", "loaded state dict contains a parameter group")
 
 
@@ -153,6 +154,10 @@ def _other_config(error: BaseException) -> str:
     which = "; ".join(differ[:4]) if differ else first
     return (f"--ckpt_path {resume.resuming_from} was written by a run with other settings ({which}); resume with "
             "the run's own config (its config.yaml in the run folder)")
+
+
+def exit_code(error: BaseException) -> int:
+    return USAGE if type(error).__name__ == "ArgumentError" else getattr(error, "exit_code", 1)
 
 
 def report(error: BaseException, argv: list[str]) -> None:

@@ -8,12 +8,13 @@ from helpers import tiny_config
 from r1lit.cli.command import main
 
 
-def first_error_line(capsys, tmp_path, config: dict) -> str:
+def first_error_line(capsys, tmp_path, config: dict, code: int = 2) -> str:
+    """Settings refused while parsing exit 2 (argparse's code); failures after that exit 1."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(path)])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == code
     return capsys.readouterr().err.splitlines()[0]
 
 
@@ -27,7 +28,7 @@ def test_unknown_reward_class_offers_the_close_match(capsys, tmp_path, tiny_mode
 def test_a_check_inside_a_component_prints_r1lit_s_own_message(capsys, tmp_path, tiny_model_dir):
     config = tiny_config(tmp_path, tiny_model_dir)
     config["model"]["loss"] = {"class_path": "GRPOLoss", "init_args": {"epsilon": -0.2}}
-    line = first_error_line(capsys, tmp_path, config)
+    line = first_error_line(capsys, tmp_path, config, code=1)  # raised while the loss is built
     assert line == "r1lit: error: clip ranges must be positive, got epsilon=-0.2, epsilon_high=None"
 
 
