@@ -105,3 +105,16 @@ def test_export_of_a_file_that_is_not_a_checkpoint(tmp_path):
     line = first_line(tmp_path, {}, command=[str(SCRIPT), "export", str(tmp_path / "notes.ckpt"), str(tmp_path / "out")])
     assert line == f"r1lit: error: {tmp_path / 'notes.ckpt'} is truncated or not a checkpoint (not a complete torch.save archive)"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.vllm
+def test_engine_that_cannot_start_names_its_root_cause_and_what_to_lower(tmp_path, vllm_model_dir):
+    """vLLM's CPU server asked for a 1e15-byte KV cache: the first line is the worker's own ValueError (line ~60
+    of a ~220-line log), with the setting to lower, not the log's tail."""
+    config = tiny_config(tmp_path, vllm_model_dir)
+    config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
+    config["model"]["engine"] = {"class_path": "VLLMServerEngine",
+                                 "init_args": {"dtype": "float32", "kv_cache_memory_bytes": 10**15}}
+    line = first_line(tmp_path, config)
+    assert line.startswith("r1lit: error: the vLLM engine process exited with code 1 while starting: ValueError: "), line
+    assert "kv cache" in line and "lower model.engine's kv_cache_memory_bytes" in line
