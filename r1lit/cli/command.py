@@ -103,8 +103,8 @@ def _as_list(value) -> list:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``r1lit`` console script. Any failure ends the run with exit code 1 (2 for settings refused
-    while parsing) and, first on stderr,
-    one line naming the cause and the fix (``r1lit.cli.errors``); the traceback goes to a log file."""
+    while parsing) and, first on stderr, one line naming the cause and the fix (``r1lit.cli.errors``); the
+    traceback goes to a log file."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if args is None else list(args)
     STARTUP.hold()

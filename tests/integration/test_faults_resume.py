@@ -5,8 +5,8 @@ nothing it did not write."""
 
 import csv
 import os
-import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,7 +141,6 @@ def test_a_live_runs_folder_is_not_taken_and_a_dead_runs_lock_is(tmp_path, tiny_
     assert not lock.exists()
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
     lock.write_text(f"{int(dead.stdout)} {socket.gethostname()}\n")  # a run killed with -9 left it
     config["trainer"]["max_steps"] = global_step(tmp_path / "runs" / "tiny" / "run" / "checkpoints" / "last.ckpt") + 1
     resumed = run(tmp_path, config, "--ckpt_path", "last", name="resume.yaml")
