@@ -7,6 +7,9 @@ class R1LitError(Exception):
     resume_hint: str | None = None
     """Where a failed run can resume from; filled in by ``GracefulStop`` when the error ends a fit."""
 
+    show_cause: bool = False
+    """Print the traceback of the exception this one was raised from (a user's own code failed: it finds the bug)."""
+
 
 class ConfigError(R1LitError, ValueError):
     """Settings that cannot run, alone or in combination."""
@@ -18,6 +21,8 @@ class DataError(R1LitError, ValueError):
 
 class RewardError(R1LitError, RuntimeError):
     """A reward raised, or returned something other than one finite float per completion."""
+
+    show_cause = True
 
 
 class TrainingError(R1LitError, RuntimeError):

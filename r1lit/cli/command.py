@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
@@ -31,9 +30,11 @@ from r1lit.callbacks import GracefulStop, StepProgressBar, TrainingHealth
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
-from r1lit.errors import ConfigError, R1LitError
+from r1lit.cli.errors import STARTUP, USAGE, exit_code
+from r1lit.errors import ConfigError
 from r1lit.module import GRPOModule, check_batch_layout
-from r1lit.cli.resume import pin_logger_for_resume
+from r1lit.cli.resume import resolve_ckpt_path
+from r1lit.cli.run_folder import RunFolder, keep_csv_history
 from r1lit.training.deepspeed import resolve_deepspeed_json
 
 
@@ -49,12 +50,28 @@ class R1LitCLI(LightningCLI):
             check_batch_layout(config.data.batch_size, config.model.num_generations, config.model.micro_batch_size)
             check_combinations(config, torch.cuda.is_available(), torch.cuda.device_count())
         except ConfigError as error:
-            self.parser.error(str(error))
-        if self.subcommand == "fit":
-            pin_logger_for_resume(config)
+            if self.parser.exit_on_error:  # R1LitCLI used without main(): argparse's usage error
+                self.parser.error(str(error))
+            error.exit_code = USAGE  # refused at parse time, like a parse error
+            raise
         strategy_args = getattr(getattr(config.trainer, "strategy", None), "init_args", None)
         if isinstance(getattr(strategy_args, "config", None), str):  # a DeepSpeed JSON: not relative to the cwd
             strategy_args.config = resolve_deepspeed_json(strategy_args.config, [str(f) for f in config.get("config") or []])
+
+    def before_fit(self) -> None:
+        if self.trainer.is_global_zero and self.subcommand == "fit":
+            keep_csv_history(self.trainer.loggers, append=self.config["fit"].get("ckpt_path") is not None)
+        if self.trainer.world_size > 1:
+            STARTUP.release()  # rank processes about to be launched would inherit the held stderr
+
+    before_validate = before_test = before_predict = before_fit
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve and check ``--ckpt_path`` (``last``, truncated files, another model) before Lightning reads the
+        checkpoint's hyper-parameters into the config (lightning 2.6 ``LightningCLI._parse_ckpt_path``)."""
+        if self.config.get("subcommand") == "fit":
+            resolve_ckpt_path(self.config["fit"])
+        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs):
         """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""
@@ -91,31 +108,31 @@ def _as_list(value) -> list:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``r1lit`` console script. Errors in the user's settings or data end the run with their
-    message (and, for a failing reward, the reward's own traceback) instead of a trainer stack trace."""
+    """Entry point of the ``r1lit`` console script. Any failure ends the run with exit code 1 (2 for settings refused
+    while parsing) and, first on stderr, one line naming the cause and the fix (``r1lit.cli.errors``); the
+    traceback goes to a log file."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if args is None else list(args)
+    STARTUP.hold()
     try:
         if argv[:1] == ["export"]:  # not a Trainer subcommand: its own small parser
             from r1lit.policy.export import main as export_main
 
             export_main(argv[1:])
-            return
-        R1LitCLI(
-            GRPOModule,
-            MathDataModule,
-            parser_kwargs={"description": DESCRIPTION, "epilog": EPILOG},
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
-            args=args,
-        )
-    except R1LitError as error:
-        if error.__cause__ is not None:
-            traceback.print_exception(error.__cause__)
-        print(f"r1lit: error: {error}", file=sys.stderr)
-        if error.resume_hint:
-            print(error.resume_hint, file=sys.stderr)
-        raise SystemExit(1) from None
+        else:
+            R1LitCLI(
+                GRPOModule,
+                MathDataModule,
+                parser_kwargs={"description": DESCRIPTION, "epilog": EPILOG, "exit_on_error": False},
+                save_config_callback=RunFolder,
+                auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
+                args=args,
+            )
+    except Exception as error:  # noqa: BLE001 - every failure gets its one line
+        STARTUP.release(error, argv)
+        raise SystemExit(exit_code(error)) from None
+    finally:
+        STARTUP.release()
 
 
 if __name__ == "__main__":

@@ -141,12 +141,68 @@ class DatasetSource(ProblemSource):
         if os.path.exists(self.path):
             if ext not in LOCAL_FORMATS:
                 raise DataError(f"{self.path}: unknown file type {ext!r}; use one of {sorted(LOCAL_FORMATS)}")
-            if os.path.getsize(self.path) == 0:
-                raise DataError(f"{self.path} is empty: it holds no problems")
-            return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train")
+            if _blank(self.path):
+                raise DataError(f"{self.path} is empty (nothing but blank space): it holds no problems")
+            try:
+                return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train")
+            except Exception as error:  # noqa: BLE001 - datasets/pyarrow raise many types; say which line is wrong
+                raise unreadable(self.path, LOCAL_FORMATS[ext], error) from error
         if ext in LOCAL_FORMATS:
             raise DataError(f"{self.path}: no such file (a path ending in {ext} is read as a local file)")
         return datasets.load_dataset(self.path, self.name, split=self.split)
 
     def describe(self) -> str:
         return f"{self.path} [{self.split}] ({self.fields.problem_field} -> {self.fields.answer_field})"
+
+
+def _blank(path: str) -> bool:
+    """Whether the file holds nothing but whitespace (read until the first other byte)."""
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def unreadable(path: str, kind: str, error: Exception) -> DataError:
+    """The first thing wrong in a local file that ``datasets`` could not read: file, line and what, when it can be
+    found; else the reader's own first line."""
+    if kind == "json":
+        found = _first_bad_json_line(path)
+        if found:
+            shape = "one JSON array of objects" if path.endswith(".json") else "one JSON object per line"
+            return DataError(f"{path}: {found}; the file must hold {shape}, each with the same fields")
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return DataError(f"{path} cannot be read as {kind}: {type(error).__name__}: {reason}")
+
+
+def _first_bad_json_line(path: str) -> str | None:
+    import json
+
+    with open(path, "rb") as file:
+        head = file.read(1 << 16).lstrip()
+    if head.startswith(b"["):  # a .json file holding one array
+        try:
+            with open(path, encoding="utf-8") as file:
+                rows = json.load(file)
+        except UnicodeDecodeError as error:
+            return f"not UTF-8 text (byte {error.start})"
+        except json.JSONDecodeError as error:
+            return f"bad JSON on line {error.lineno}, column {error.colno}: {error.msg}"
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        return None if bad is None else f"item {bad} of the array is a {type(rows[bad]).__name__}, not an object"
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                return f"line {number} is not UTF-8 text (byte {error.start})"
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                return f"bad JSON on line {number}, column {error.colno}: {error.msg}"
+            if not isinstance(row, dict):
+                return f"line {number} is a JSON {type(row).__name__}, not an object"
+    return None

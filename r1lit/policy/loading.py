@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from r1lit.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
@@ -27,12 +29,15 @@ def cache_dir() -> Path:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Hub ids and local paths pass through; ``embedded:<name>`` becomes the path of its converted folder."""
+    """Hub ids and local paths pass through; ``embedded:<name>`` becomes the path of its converted folder. A name
+    that looks like a local path (hub ids are ``org/name``) must be a model folder: said here, not as a hub error."""
     if not name_or_path.startswith(EMBEDDED_PREFIX):
+        check_local_folder(name_or_path)
         return name_or_path
     key = name_or_path[len(EMBEDDED_PREFIX):]
     if key not in EMBEDDED_MODELS:
-        raise ValueError(f"unknown embedded model {key!r}; known: {', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)}")
+        raise ConfigError(f"unknown embedded model {key!r} in model_name_or_path; known: "
+                          f"{', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)}")
     target = cache_dir() / key
     if (target / "config.json").exists():
         return str(target)
@@ -42,6 +47,26 @@ def resolve_model_path(name_or_path: str) -> str:
         if not (target / "config.json").exists():
             _convert_embedded(key, target)
     return str(target)
+
+
+def looks_like_path(name: str) -> bool:
+    """Absolute, relative (``./``, ``../``, ``~``), or with more than one ``/``: not a hub id (``org/name``)."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/") \
+        or os.path.exists(name)
+
+
+def check_local_folder(name: str) -> None:
+    """A path-looking model name that is not a model folder raises a ConfigError saying what is missing."""
+    if not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), None)
+        raise ConfigError(f"model_name_or_path {name}: no such folder (the nearest existing folder is {parent}); "
+                          "fix the path to a saved model folder, or give a hub id such as Qwen/Qwen2.5-0.5B")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise ConfigError(f"model_name_or_path {name} is a folder without config.json, not a saved model; point it "
+                          "at the folder that save_pretrained or r1lit export wrote")
 
 
 def _convert_embedded(key: str, target: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 
 import torch
 
@@ -52,7 +53,7 @@ class _Call:
 def _score(reward: _Call, prompts: list[str], completions: list[str], answers: list[str]) -> tuple[list[float], int]:
     label = f"reward '{reward.name}' ({type(reward.reward).__name__})"
     try:
-        scores = list(reward(prompts, completions, answers))
+        scores = as_scores(reward(prompts, completions, answers))
     except Exception as error:
         return _one_by_one(reward, label, prompts, completions, answers, error)
     if len(scores) != len(completions):
@@ -75,7 +76,7 @@ def _one_by_one(reward: _Call, label: str, prompts, completions, answers, batch_
     scores, failures = [], []
     for i, args in enumerate(zip(prompts, completions, answers)):
         try:
-            (score,) = reward(*([a] for a in args), positions=[i])
+            (score,) = as_scores(reward(*([a] for a in args), positions=[i]))
             if not _finite(score):
                 raise ValueError(f"returned {score!r}")
         except Exception as error:
@@ -102,8 +103,25 @@ def _one_by_one(reward: _Call, label: str, prompts, completions, answers, batch_
     return scores, len(failures)
 
 
+def as_scores(returned) -> list:
+    """A reward's return value as a list of Python numbers: a list or tuple of floats, ints, 0-d tensors or numpy
+    scalars, or a tensor or numpy array of one score per completion (shape [N], or [N, 1])."""
+    if hasattr(returned, "tolist") and hasattr(returned, "shape"):  # torch.Tensor, numpy.ndarray
+        shape = tuple(returned.shape)
+        if len(shape) > 1 and all(d == 1 for d in shape[1:]):
+            returned = returned.reshape(shape[0])
+        returned = returned.tolist()
+        return returned if isinstance(returned, list) else [returned]
+    return [s.item() if (hasattr(s, "item") and getattr(s, "shape", None) == ()) or _numpy_scalar(s) else s
+            for s in returned]
+
+
+def _numpy_scalar(value) -> bool:
+    return type(value).__module__ == "numpy" and hasattr(value, "item")
+
+
 def _finite(score) -> bool:
-    return isinstance(score, (int, float)) and math.isfinite(score)
+    return isinstance(score, numbers.Real) and not isinstance(score, complex) and math.isfinite(score)
 
 
 def _excerpt(text: str, limit: int = 200) -> str:

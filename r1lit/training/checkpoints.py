@@ -12,6 +12,7 @@ DeepSpeed checkpoints are folders written by DeepSpeed itself and do not pass th
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,31 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def is_complete(path: str | Path) -> bool:
+    """Whether a checkpoint can be read to its end: a ``torch.save`` zip archive whose central directory (written
+    last) is there, or a DeepSpeed folder holding model states. Cheap: reads the archive's index, not its tensors."""
+    path = Path(path)
+    if path.is_dir():
+        return any(path.rglob("*model_states.pt"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def checkpoint_files(folder: str | Path, pattern: str = "*.ckpt") -> list[Path]:
-    """The complete checkpoints in ``folder``: hidden partial writes and dangling ``last`` links left out."""
+    """The complete checkpoints in ``folder``: hidden partial writes, dangling ``last`` links and truncated files
+    left out."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.exists()]
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.exists() and is_complete(p)]
+
+
+def newest(paths: list[Path]) -> Path | None:
+    """The most recently written checkpoint, whatever wrote it (``last.ckpt`` wins a tie of modification times)."""
+    return max(paths, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), default=None)
 
 
 def latest_checkpoint(trainer) -> str | None:
@@ -73,8 +93,8 @@ def latest_checkpoint(trainer) -> str | None:
             candidates += checkpoint_files(callback.dirpath)
     if trainer.ckpt_path and os.path.exists(trainer.ckpt_path):
         candidates.append(Path(trainer.ckpt_path))
-    newest = max(candidates, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), default=None)  # last.ckpt wins a tie
-    return os.path.abspath(newest) if newest else None
+    found = newest(candidates)
+    return os.path.abspath(found) if found else None
 
 
 def resume_hint(trainer) -> str:

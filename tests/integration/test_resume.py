@@ -58,12 +58,15 @@ def test_derived_seeds_differ_by_step_and_rank_and_repeat():
     assert derive_seed(0, 7, 1) == derive_seed(0, 7, 1)
 
 
-def test_last_checkpoint_version_picks_the_newest_run_with_a_last_checkpoint(tmp_path):
-    for version, has_last in [(0, True), (1, True), (2, False)]:
+def test_last_checkpoint_version_picks_the_newest_run_with_a_complete_checkpoint(tmp_path):
+    for version, content in [(0, "whole"), (1, "whole"), (2, None), (3, "truncated")]:
         folder = tmp_path / "tiny" / f"version_{version}" / "checkpoints"
         folder.mkdir(parents=True)
-        if has_last:
-            (folder / "last.ckpt").write_bytes(b"x")
+        if content:
+            torch.save({"global_step": version}, folder / "epoch=0-step=1.ckpt")
+        if content == "truncated":
+            data = (folder / "epoch=0-step=1.ckpt").read_bytes()
+            (folder / "epoch=0-step=1.ckpt").write_bytes(data[: len(data) // 2])
     assert last_checkpoint_version(tmp_path, "tiny") == 1
     assert last_checkpoint_version(tmp_path, "other") is None
 

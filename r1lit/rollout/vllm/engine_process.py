@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -88,9 +89,10 @@ class EngineProcess:
         while True:
             code = self.proc.poll()
             if code is not None:
+                cause, context = root_cause(self.log_path)
                 raise EngineError(
-                    f"the vLLM engine process exited with code {code} while starting; its log ({self.log_path}) ends:\n"
-                    f"{self.log_tail()}"
+                    f"the vLLM engine process exited with code {code} while starting: {cause}{memory_hint(cause)} "
+                    f"(its log: {self.log_path})\n{context}"
                 )
             try:
                 request("GET", f"{url}/health", timeout=5)
@@ -117,6 +119,35 @@ class EngineProcess:
         if self.proc.poll() is None:
             self.proc.wait(timeout=grace)
         atexit.unregister(self.stop)
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")  # an exception's last traceback line
+_PREFIX = re.compile(r"^(\(\w+ pid=\d+\)\s*)?(\w+ \d\d-\d\d [\d:]+ \[[^\]]*\]\s*)?")  # "(Worker pid=N) ERROR date [file]"
+_NOT_A_CAUSE = ("see root cause above", "Engine core initialization failed", "Traceback (most recent call last)")
+
+
+def root_cause(log_path: Path, context_lines: int = 8) -> tuple[str, str]:
+    """The first line of the engine's log that names an exception with a message (the real cause; later ones
+    wrap it: "Engine core initialization failed. See root cause above"), and the lines just before it."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)", ""
+    for number, line in enumerate(lines):
+        text = _PREFIX.sub("", line.strip())
+        if _ERROR_LINE.match(text) and not any(s.lower() in text.lower() for s in _NOT_A_CAUSE):
+            return text, "\n".join(lines[max(0, number - context_lines):number + 1])
+    tail = [ln.strip() for ln in lines if ln.strip()]
+    return (tail[-1] if tail else "(empty log)"), "\n".join(lines[-context_lines:])
+
+
+def memory_hint(cause: str) -> str:
+    """What to lower when the cause is memory (KV cache, GPU or host memory)."""
+    words = ("memory", "kv cache", "kv_cache", "out of memory", "oom", "cannot allocate", "max_model_len")
+    if any(w in cause.lower() for w in words):
+        return ("; lower model.engine's kv_cache_memory_bytes (or gpu_memory_utilization, max_model_len) until it "
+                "fits the device")
+    return ""
 
 
 def _signal_group(pgid: int, sig: int) -> None:
