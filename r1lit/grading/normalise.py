@@ -6,7 +6,8 @@
 - common unicode maths: ``−`` ``×`` ``÷`` ``·`` ``√`` ``π`` ``∞`` ``≤`` ``≥`` ``≠`` ``±`` ``°``, vulgar fractions
   (``½``), superscripts (``x²``), currency signs, then NFKC (fullwidth ``１２``); ASCII relations ``<=``, ``>=``, ``!=``;
 - digit grouping: ``25 000``, ``1\\,000``, ``1{,}000``, ``7,425,000`` (comma groups of three) are one number;
-  digits left standing apart (``2 3``) are no answer at all, never a product of their groups;
+  a whole number before a proper fraction (``11 5/6``) is the mixed number it writes (``\\frac{71}{6}``); other
+  digits left standing apart (``2 3``, ``2 3/2``) are no answer at all, never a product of their groups;
 - the answer part of the text (``r1lit.grading.answers.final_answer``): the last run of boxes, or the maths of a
   sentence;
 - math delimiters ``$ $``, ``$$ $$``, ``\\[ \\]``, ``\\( \\)`` wherever they are, escaped dollars, styling wrappers
@@ -58,6 +59,8 @@ _COMMA_GROUPS = re.compile(rf"{_NOT_AFTER}([1-9]\d{{0,2}})((?:,(?:\\!)?\d{{3}})+
 _DECIMAL_GROUPS = re.compile(rf"(\.\d{{3}})((?:{_SEP}\d{{1,3}})+)(?!\d)")
 _SEP_RE = re.compile(_SEP)
 _SPACING = re.compile(r"\\[,;:! ]|~|\\thinspace|\{,\s*\}|[\s\u00a0\u2009\u202f\u2007]+")
+# A whole number, spaces, a fraction: a mixed number when the fraction is proper (checked in ``mixed_numbers``).
+_MIXED = re.compile(r"(?<![\w.,/^_{}\\)])(\d{1,30}) +(\d{1,30})/(\d{1,30})(?![\w./^])")
 _APART_DIGITS = re.compile(r"\d \d")  # after every spacing became one space: linear, no backtracking
 _FRAC_DIGITS = re.compile(r"\\([dtc]?frac|binom)\s*(\d)\s*(\d)")
 
@@ -112,9 +115,27 @@ def group_digits(text: str) -> str:
     return _DECIMAL_GROUPS.sub(lambda m: m.group(1) + _SEP_RE.sub("", m.group(2)), text)
 
 
+def mixed_numbers(text: str) -> str:
+    """Plain-text mixed numbers as one value: a whole number, spaces, then a proper fraction (``11 5/6`` ->
+    ``\\frac{71}{6}``; ``-2 1/2`` -> ``-\\frac{5}{2}``). Not an improper fraction (``2 3/2``), nor a number that
+    itself follows digits (``3 4 1/2``), nor one inside a fraction or a power: those stay digits apart."""
+
+    def one(match: re.Match) -> str:
+        whole, numerator, denominator = (int(g) for g in match.groups())
+        before = match.start() - 1
+        while before >= 0 and text[before] == " ":
+            before -= 1
+        if not 0 < numerator < denominator or (before >= 0 and text[before].isdigit()):
+            return match.group()
+        return f"\\frac{{{whole * denominator + numerator}}}{{{denominator}}}"
+
+    return _MIXED.sub(one, text)
+
+
 def clean(text: str) -> str:
-    """The presentation steps that are safe on any text, prose included: markdown, unicode maths, digit groups."""
-    return group_digits(_unicode(_markdown(text)))
+    """The presentation steps that are safe on any text, prose included: markdown, unicode maths, mixed numbers,
+    digit groups."""
+    return group_digits(mixed_numbers(_unicode(_markdown(text))))
 
 
 def _scientific(answer: str) -> str:
