@@ -37,6 +37,7 @@ _OR = re.compile(r"\bor\b")
 _ANCHOR = re.compile(r"(?i)\b(?:final answer|answer)\b(?:\s*(?:is|was|would be|will be|:|=)\s*:?)?")
 _EDGE_PUNCTUATION = " \t\r\n.,;:!?'\""
 _WORD = re.compile(r"[a-z]+")
+_OR_SENTENCE = re.compile(r"(?i)[.!?;]\s+or\b")
 _LINK = re.compile(r"(?i)\s*(?:is|are|was|were|equals?|becomes?|(?:would|will|must|should) be)\s*:?\s*")
 _LEADING_JOINER = re.compile(r"(?i)(?:(?:or|and)\b[\s,;:]*)+")
 _TRAILING_JOINER = re.compile(r"(?i)(?:[\s,;:]*\b(?:or|and))+$")
@@ -208,12 +209,15 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
     if found:
         boxed = final_boxed(text)
         tail = text[found[-1][1]:]
-        if _HEDGE_GATE.search(tail) and is_prose(tail):
+        if _HEDGE_GATE.search(tail):
             parts, sentence_ends, _ = _maths_parts(tail)
             boxed = ", ".join([boxed] + [parts[k][3] for k in _hedge_chain(tail, parts, sentence_ends, 0)])
         return boxed
     if not is_prose(text):
-        return text
+        if not _OR_SENTENCE.search(text):
+            return text
+        parts, _, _ = _maths_parts(text)  # "x = 5. Or x = 6.": every sentence is a candidate
+        return ", ".join(p[3] for p in parts) or None
     parts, sentence_ends, outside = _maths_parts(text)
     if not parts:
         return None if marked_only else text

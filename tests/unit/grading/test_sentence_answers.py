@@ -55,6 +55,11 @@ HEDGES = [
     "\\boxed{5} or maybe 6",
     "\\boxed{5}. Maybe 6 though.",
     "$5$. Or possibly $6$.",
+    "\\boxed{5} or 6",  # a plain candidate after a box
+    "x = 5. Or x = 6.",  # all maths, two sentences
+    "The answer is 5, or possibly 6.",
+    "The answer is 5. Or is it 6?",
+    "\\boxed{5}\n\nHmm, maybe it's \\boxed{6}",
 ]
 
 
