@@ -33,7 +33,6 @@ _TEXT_GROUP = re.compile(r"\\(?:text|mbox|textrm|mathrm)\s*\{([^{}]*)\}")
 _LABEL = re.compile(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=")
 _GAP_TOKEN = re.compile(r"[,;&$~]|\\\\|\\[\[\]()]|\\q?quad(?![A-Za-z])|\\[,;:! ]|\band\b|\bor\b")
 _CONNECTOR = re.compile(r",|\band\b|\bor\b")
-_OR = re.compile(r"\bor\b")
 _ANCHOR = re.compile(r"(?i)\b(?:final answer|answer)\b(?:\s*(?:is|was|would be|will be|:|=)\s*:?)?")
 _EDGE_PUNCTUATION = " \t\r\n.,;:!?'\""
 _WORD = re.compile(r"[a-z]+")
@@ -203,7 +202,8 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
 
     The stated answer is the first stretch of maths after the anchor, with the stretches joined to it by
     connectors (a list) or a hedge; a stretch after any other word is not the answer (module docstring). Hedged
-    candidates in later sentences, or before the anchor's sentence when it opens with a hedge, join it as a list.
+    candidates in later sentences, and the maths before the anchor's sentence when that opens with a hedge, join
+    it as a list.
     A lone letter between words (``I``, ``a``) is not a stretch of maths when there are others."""
     found = boxes(text)
     if found:
@@ -223,7 +223,7 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
         return None if marked_only else text
     starts, sentence_stops = [p[0] for p in parts], [b for _, b in sentence_ends]
     chosen = None
-    anchors = [a for a in _ANCHOR.finditer(outside)]
+    anchors = list(_ANCHOR.finditer(outside))
     for n in range(len(anchors) - 1, -1, -1):
         first = _anchored(text, anchors[n], parts, starts, sentence_stops)
         if first is None:
@@ -231,14 +231,9 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
         last = _run(text, parts, first)
         chosen = list(range(first, last + 1)) + _hedge_chain(text, parts, sentence_ends, last + 1, parts[last][2])
         lead_start = sentence_ends[parts[first][2] - 1][1] if parts[first][2] > 0 else 0
-        for earlier in reversed(anchors[:n]):  # "… Or maybe the answer is 6." hedges the answer stated before it
-            if not _hedged(text[lead_start:anchors[n].start()]):
-                break
-            previous = _anchored(text, earlier, parts, starts, sentence_stops)
-            if previous is not None and previous < first:
-                chosen = list(range(previous, _run(text, parts, previous) + 1)) + chosen
-                lead_start = sentence_ends[parts[previous][2] - 1][1] if parts[previous][2] > 0 else 0
-                first = previous
+        before = bisect_left(starts, lead_start) - 1  # the last maths before the anchor's sentence
+        if before >= 0 and _hedged(text[lead_start:anchors[n].start()]):  # "5. Or maybe the answer is 6."
+            chosen = [before] + chosen
         break
     if chosen is None:
         if marked_only:

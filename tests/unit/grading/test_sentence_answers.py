@@ -47,6 +47,7 @@ HEDGES = [
     "The answer is 5. It might also be 6.",
     "The answer is 5; alternatively, 6.",
     "The answer is 5. Or maybe the answer is 6.",
+    "Maybe 5. Or maybe the answer is 6.",
     "The answer is 5. I am not sure, it could be 6.",
     "Maybe 5. Or 6.",
     "\\boxed{5}. Or maybe \\boxed{6}.",
