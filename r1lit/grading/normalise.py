@@ -35,7 +35,7 @@ _UNICODE = {
     "\u2218": "^{\\circ}", "\u2208": " \\in ", "\u222a": " \\cup ", "\u2229": " \\cap ", "\u2205": "\\emptyset ",
     "\u03b8": "\\theta ", "\u03b1": "\\alpha ", "\u03b2": "\\beta ", "\u03b3": "\\gamma ", "\u03bb": "\\lambda ",
     "\u03c6": "\\phi ", "\u03c9": "\\omega ", "\u2032": "'", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
-    "\u2002": " ", "\u2003": " ", "\u200b": "", "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",
+    "\u2002": " ", "\u2003": " ", "\u200b": "", "\u2044": "/", "\u2215": "/", "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",
 }
 _VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5), "⅗": (3, 5),
            "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8)}
@@ -60,7 +60,9 @@ _DECIMAL_GROUPS = re.compile(rf"(\.\d{{3}})((?:{_SEP}\d{{1,3}})+)(?!\d)")
 _SEP_RE = re.compile(_SEP)
 _SPACING = re.compile(r"\\[,;:! ]|~|\\thinspace|\{,\s*\}|[\s\u00a0\u2009\u202f\u2007]+")
 # A whole number, spaces, a fraction: a mixed number when the fraction is proper (checked in ``mixed_numbers``).
-_MIXED = re.compile(r"(?<![\w.,/^_{}\\)])(\d{1,30}) +(\d{1,30})/(\d{1,30})(?![\w./^])")
+_MIXED_SPACE = r"(?: |~|\\[ ,;:])+"  # a space, or a LaTeX one (3\ 1/2)
+_MIXED = re.compile(rf"(?<![\w.,/^_{{}}\\)])(\d{{1,30}}){_MIXED_SPACE}(\d{{1,30}})/(\d{{1,30}})(?![\w./^])")
+_DIGIT_BEFORE = re.compile(rf"\d{_MIXED_SPACE}$")
 _APART_DIGITS = re.compile(r"\d \d")  # after every spacing became one space: linear, no backtracking
 _FRAC_DIGITS = re.compile(r"\\([dtc]?frac|binom)\s*(\d)\s*(\d)")
 
@@ -116,16 +118,13 @@ def group_digits(text: str) -> str:
 
 
 def mixed_numbers(text: str) -> str:
-    """Plain-text mixed numbers as one value: a whole number, spaces, then a proper fraction (``11 5/6`` ->
+    """Plain-text mixed numbers as one value: a whole number, spacing, then a proper fraction (``11 5/6`` ->
     ``\\frac{71}{6}``; ``-2 1/2`` -> ``-\\frac{5}{2}``). Not an improper fraction (``2 3/2``), nor a number that
     itself follows digits (``3 4 1/2``), nor one inside a fraction or a power: those stay digits apart."""
 
     def one(match: re.Match) -> str:
         whole, numerator, denominator = (int(g) for g in match.groups())
-        before = match.start() - 1
-        while before >= 0 and text[before] == " ":
-            before -= 1
-        if not 0 < numerator < denominator or (before >= 0 and text[before].isdigit()):
+        if not 0 < numerator < denominator or _DIGIT_BEFORE.search(text, max(0, match.start() - 40), match.start()):
             return match.group()
         return f"\\frac{{{whole * denominator + numerator}}}{{{denominator}}}"
 

@@ -16,6 +16,10 @@ from r1lit.grading.normalise import mixed_numbers, normalise
     ("\\boxed{5 1/2}", "5.5", 1.0),
     ("x = 4 2/5", "\\frac{22}{5}", 1.0),  # 4·5 + 2 = 22
     ("\\frac{13}{3}", "4 1/3", 1.0),  # the gold is read the same way
+    ("3\\ 1/2", "\\frac{7}{2}", 1.0),  # a LaTeX space
+    ("$3 1/2$", "3.5", 1.0),
+    ("1 1/3 cups", "\\frac{4}{3}", 1.0),
+    ("5 3\u20444", "5.75", 1.0),  # the unicode fraction slash
     ("2 2/3", "2", 0.0),  # the issue's false-positive side: 8/3, not 2
     ("2 2/3", "\\frac{4}{3}", 0.0),  # nor the product 2·2/3
     ("2 2/3", "\\frac{2}{3}", 0.0),
@@ -40,6 +44,8 @@ def test_mixed_numbers_grade_by_value(answer, gold, expected):
     ("2^3 1/2", "2^3 1/2"),  # a power is no whole number
     ("1.5 1/2", "1.5 1/2"),  # a decimal is no whole number
     ("1 1/2x", "1 1/2x"),  # the fraction goes on: 1/(2x) or x/2, not a mixed number
+    ("3~1/2", "\\frac{7}{2}"),
+    ("3\\ 4 1/2", "3\\ 4 1/2"),  # follows other digits across a LaTeX space
 ])
 def test_mixed_numbers_by_hand(text, expected):
     """Guards which spans are mixed numbers: whole number, spaces, proper fraction, nothing glued on either side."""
