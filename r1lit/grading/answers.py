@@ -10,7 +10,7 @@ An answer in several parts is read as the list it is: boxes one after another, j
 A sentence answer is read by meaning: the stated answer is the maths right after "answer is"; what follows it
 after another word (``5, not 6``; ``3 because 3 + 4 = 7``; ``5 if x > 0``; ``7 (from step 2)``) qualifies it and
 is not the answer. A hedge offers another candidate (``or``, ``maybe``, ``perhaps``, ``possibly``, ``probably``,
-``alternatively``, ``could be``, ``might be``…), in the same sentence, in a later one or around boxes
+``alternatively``, ``could be``, ``might be``, ``may be``), in the same sentence, in a later one or around boxes
 (``The answer is 5. Or maybe 6.``, ``\\boxed{5} or maybe \\boxed{6}``): every candidate is kept, so the answer
 reads as a list, which never equals a single gold.
 """
@@ -41,16 +41,16 @@ _LINK = re.compile(r"(?i)\s*(?:is|are|was|were|equals?|becomes?|(?:would|will|mu
 _LEADING_JOINER = re.compile(r"(?i)(?:(?:or|and)\b[\s,;:]*)+")
 _TRAILING_JOINER = re.compile(r"(?i)(?:[\s,;:]*\b(?:or|and))+$")
 # A clause opening with one of these qualifies what stands before it: a rejected option, a justification, a
-# condition, a step reference. A clause holding one of HEDGES (or MAY_BE) offers another candidate.
+# condition, a step reference. A clause holding a _HEDGE offers another candidate, unless a qualifier governs the
+# maths after it ("this could be checked by substituting 5").
 QUALIFIERS = frozenset(
     "not because since as if when whenever where from by for given using via with after before unless except "
     "than rather instead in at per like due assuming provided whereas while see step steps eq equation line ie "
     "eg".split()
 )
-HEDGES = frozenset("or maybe perhaps possibly probably alternatively otherwise either else".split())
-_MAY_BE = re.compile(r"(?i)\b(?:could|might|may)\s+(?:also\s+|even\s+|well\s+|just\s+)?be\b")
-_HEDGE_GATE = re.compile(r"(?i)\b(?:or|maybe|perhaps|possibly|probably|alternatively|otherwise|either|else|could|"
-                         r"might|may)\b")
+_HEDGE = re.compile(r"(?i)\b(?:or|maybe|perhaps|possibly|probably|alternatively)\b|"
+                    r"\b(?:could|might|may)\s+(?:also\s+|even\s+|well\s+|just\s+)?be\b")
+_HEDGE_GATE = re.compile(r"(?i)\b(?:or|maybe|perhaps|possibly|probably|alternatively|could|might|may)\b")
 _SENTENCE_END = re.compile(r"[.!?](?:\s+|$)")
 _MATHS_CHAR = re.compile(r"[0-9A-Za-z\\]")
 MAX_GAP = 200
@@ -131,13 +131,16 @@ def _connected(gap: str) -> bool:
 
 def _hedged(clause: str) -> bool:
     """Whether ``clause`` (the words leading to a stretch of maths) offers that maths as another candidate: it
-    holds a hedge word or "could/might/may be", and does not open with a qualifier (``because it could be``)."""
+    holds a hedge (``or``, ``maybe``, ``perhaps``, ``possibly``, ``probably``, ``alternatively``, "could/might/may
+    be") and neither opens with a qualifier (``because it could be``) nor has one after its last hedge
+    (``this could be checked by substituting``)."""
     if len(clause) > MAX_GAP * 5 or not _HEDGE_GATE.search(clause):
         return False
     words = _WORD.findall(clause.lower())
-    if not words or words[0] in QUALIFIERS:
+    hedges = list(_HEDGE.finditer(clause))
+    if not words or words[0] in QUALIFIERS or not hedges:
         return False
-    return any(w in HEDGES for w in words) or _MAY_BE.search(clause) is not None
+    return not any(w in QUALIFIERS for w in _WORD.findall(clause[hedges[-1].end():].lower()))
 
 
 def _qualifies(gap: str) -> bool:

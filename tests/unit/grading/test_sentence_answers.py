@@ -45,6 +45,7 @@ HEDGES = [
     "\\boxed{5} or maybe \\boxed{6}",
     "The answer is 5. Perhaps 6.",
     "The answer is 5. It might also be 6.",
+    "The answer is 5. It may be 6.",
     "The answer is 5; alternatively, 6.",
     "The answer is 5. Or maybe the answer is 6.",
     "Maybe 5. Or maybe the answer is 6.",
@@ -78,6 +79,10 @@ def test_hedges_across_sentences_and_boxes_are_never_paid(answer, gold):
     ("\\boxed{7} and finally \\boxed{8}", "8"),
     ("The answer is 5. If x = 2, it is 6.", "5"),  # a condition in a later sentence offers no candidate
     ("The answer is 10, since 2 \\times 5 = 10. I hope it is correct.", "10"),
+    ("\\boxed{5}. This could be verified by substituting 5 back.", "5"),  # a qualifier governs the maths
+    ("The answer is 5. This is probably the intended reading since 5 = 10/2.", "5"),
+    ("The answer is 12. Either way, we get 12.", "12"),
+    ("\\boxed{5}. Otherwise the sum would be 7.", "5"),  # a counterfactual, not a candidate
 ])
 def test_what_is_not_a_hedge_is_still_paid(answer, gold):
     """Guards the other side: checks, rejections, corrections and conditions leave a single answer."""
