@@ -75,6 +75,9 @@ def test_truncating_samplers_leave_finite_zeros_on_padding(tiny_model_dir, sampl
     {"no_repeat_ngram_size": 1},
     {"suppress_tokens": list(range(0, 400, 2))},
     {"temperature": 0.2, "top_p": 0.3, "repetition_penalty": 1.8},
+    {"do_sample": False},
+    {"max_new_tokens": 3},
+    {"bad_words_ids": [[7], [9]]},
 ], ids=lambda f: "+".join(f))
 def test_checkpoint_generation_flags_do_not_reach_sampling(tiny_model_dir, flags):
     """Guards inherited generation_config.json flags: a checkpoint carrying them samples exactly what a clean one
