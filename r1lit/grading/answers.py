@@ -275,6 +275,8 @@ def _maths_parts(text: str) -> tuple[list[tuple[int, int, int, str]], list[tuple
         piece = text[start:end]
         lead = len(piece) - len(piece.lstrip(_EDGE_PUNCTUATION + ")]"))
         piece = piece.strip(_EDGE_PUNCTUATION).lstrip(")]").rstrip("([").strip(_EDGE_PUNCTUATION)  # "5 (five)" -> 5
+        dashes = len(piece) - len(piece.lstrip("\u2014 "))  # "5 — not 6": a dash between words is punctuation
+        lead, piece = lead + dashes, piece[dashes:].rstrip("-\u2013\u2014 ").strip(_EDGE_PUNCTUATION)
         joiner = _LEADING_JOINER.match(piece)  # "Or 6": the connector belongs to the clause before the maths
         if joiner:
             lead, piece = lead + joiner.end(), piece[joiner.end():]

@@ -30,6 +30,9 @@ from r1lit.grading.answers import final_answer
     ("It is 5, not 6.", "6", 0.0),
     ("So x = 4 because 2x = 8.", "4", 1.0),
     ("So x = 4 because 2x = 8.", "8", 0.0),
+    ("The answer is: 5 \u2014 not 6", "5", 1.0),  # a dash before the rejected option
+    ("The answer is: 5 \u2014 not 6", "6", 0.0),
+    ("The answer is \u20133, not 3.", "-3", 1.0),  # an en dash as the minus sign stays
     ("Final Answer: The volume of $ABCDEFGH$ is 120.", "120", 1.0),  # a subject before "is" is not the answer
     ("The answer is 3, 4 and 5.", "3, 4, 5", 1.0),  # a list stays a list
     ("The answer is 3, 4 and 5.", "5", 0.0),
