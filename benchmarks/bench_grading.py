@@ -8,6 +8,10 @@ decimals, sets, ``x = …``, markdown, sentences), 10 % adversarial (Python payl
 over-long answers, broken LaTeX). Pairs are unique, so the checker's de-duplication does not flatter the number.
 Worker start-up is left out (a warm-up batch runs first). Prints pairs/s, the time, how many checks ran out of
 time, and how often right answers scored 1 and wrong ones 0.
+
+``--in-process`` times the same right and wrong pairs (not the adversarial ones, which need the pool's time
+boxes) through the worker's own steps in this process (``extract_answer``, then ``verify_worker.check``) and
+prints pairs per CPU-second: the grading cost without the pool's scheduling noise on a shared machine.
 """
 
 from __future__ import annotations
@@ -105,12 +109,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=None,
                         help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_grading.json)")
+    parser.add_argument("--in-process", action="store_true", help="pairs per CPU-second in this process, no pool")
     args = parser.parse_args()
 
     import r1lit
     from r1lit.rewards.accuracy import AccuracyReward
 
     completions, golds, kinds = build_mix(args.pairs, args.seed)
+    if args.in_process:
+        in_process(completions, golds, kinds)
+        return
     reward = AccuracyReward(num_workers=args.workers)
     try:
         reward(["q"] * 4, ["<answer>1</answer>"] * 4, ["1", "2", "3", "4"])  # start the workers
@@ -139,6 +147,26 @@ def main() -> None:
         "seed": args.seed, "seconds": elapsed, "pairs_per_s": len(completions) / elapsed, "timeouts": timeouts,
         "right_scored_1": rate("right", 1.0), "wrong_scored_0": rate("wrong", 0.0),
         "adversarial_scored_0": rate("adversarial", 0.0)}, args.results)
+
+
+def in_process(completions: list[str], golds: list[str], kinds: list[str]) -> None:
+    """The right and wrong pairs through extraction and the worker's check in this process, timed in CPU seconds."""
+    import r1lit
+    from r1lit.grading.answers import extract_answer
+    from r1lit.grading.verify_worker import check
+
+    pairs = [(c, g, k) for c, g, k in zip(completions, golds, kinds) if k != "adversarial"]
+    check("1", "1", 2)  # imports math-verify and sympy outside the clock
+    start = time.process_time()
+    scores = []
+    for completion, gold, _ in pairs:
+        answer = extract_answer(completion)
+        scores.append(0.0 if answer is None or len(answer) > 1000 else check(answer, gold, 2))
+    cpu = time.process_time() - start
+    right = [s for s, (_, _, k) in zip(scores, pairs) if k == "right"]
+    print(f"r1lit from {r1lit.__file__}")
+    print(f"{len(pairs)} pairs in {cpu:.1f} CPU-s: {len(pairs) / cpu:.0f} pairs per CPU-second (in process); "
+          f"right scored 1: {sum(s == 1.0 for s in right)}/{len(right)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from abc import ABC, abstractmethod
@@ -127,7 +128,7 @@ class DatasetSource(ProblemSource):
             )
         if self.limit is not None:
             table = table.select(range(min(self.limit, len(table))))
-        problems, answers = table[self.fields.problem_field], table[self.fields.answer_field]
+        problems, answers = table[self.fields.problem_field], self._exact_answers(table)
         records = []
         for problem, value in zip(problems, answers):
             text = answer_text(value)
@@ -143,13 +144,39 @@ class DatasetSource(ProblemSource):
                 raise DataError(f"{self.path}: unknown file type {ext!r}; use one of {sorted(LOCAL_FORMATS)}")
             if _blank(self.path):
                 raise DataError(f"{self.path} is empty (nothing but blank space): it holds no problems")
+            # CSV cells as written: pandas would infer float64 for a column like 9007199254740993, (empty), 5
+            as_text = {"converters": {self.fields.answer_field: str}} if ext == ".csv" else {}
             try:
-                return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train")
+                return datasets.load_dataset(LOCAL_FORMATS[ext], data_files=self.path, split="train", **as_text)
             except Exception as error:  # noqa: BLE001 - datasets/pyarrow raise many types; say which line is wrong
                 raise unreadable(self.path, LOCAL_FORMATS[ext], error) from error
         if ext in LOCAL_FORMATS:
             raise DataError(f"{self.path}: no such file (a path ending in {ext} is read as a local file)")
         return datasets.load_dataset(self.path, self.name, split=self.split)
+
+    def _exact_answers(self, table) -> list:
+        """The answer column's values as the file wrote them. A local JSON file's numbers are read again as exact
+        decimals when Arrow made the column float (one float in it turns 9007199254740993 into ...992); a float
+        that is a whole number of 2^53 or more (which float64 cannot hold exactly) from any other source is
+        refused, naming the fix."""
+        import pyarrow as pa
+
+        field = self.fields.answer_field
+        answers = table[field]
+        if os.path.splitext(self.path)[1].lower() in (".json", ".jsonl") and os.path.exists(self.path):
+            arrow_type = table.data.schema.field(field).type
+            while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+                arrow_type = arrow_type.value_type
+            if pa.types.is_floating(arrow_type):
+                answers = _json_field(self.path, field)[: len(answers)]
+        for row, value in enumerate(answers):
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) >= 2 ** 53:
+                    raise DataError(
+                        f"{self.path}: answer {field!r} of row {row} is the float {v!r}, and float64 cannot hold every "
+                        "whole number from 2^53 up exactly; store the answers as text (a string column, or quoted)"
+                    )
+        return answers
 
     def describe(self) -> str:
         return f"{self.path} [{self.split}] ({self.fields.problem_field} -> {self.fields.answer_field})"
@@ -177,8 +204,6 @@ def unreadable(path: str, kind: str, error: Exception) -> DataError:
 
 
 def _first_bad_json_line(path: str) -> str | None:
-    import json
-
     with open(path, "rb") as file:
         head = file.read(1 << 16).lstrip()
     if head.startswith(b"["):  # a .json file holding one array
@@ -206,3 +231,14 @@ def _first_bad_json_line(path: str) -> str | None:
             if not isinstance(row, dict):
                 return f"line {number} is a JSON {type(row).__name__}, not an object"
     return None
+
+
+def _json_field(path: str, field: str) -> list:
+    """``field`` of every record of a JSON Lines file or a JSON list of records, numbers as exact ``Decimal``/int."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.lstrip().startswith("["):
+        records = json.loads(text, parse_float=Decimal)
+    else:
+        records = [json.loads(line, parse_float=Decimal) for line in text.splitlines() if line.strip()]
+    return [record.get(field) if isinstance(record, dict) else None for record in records]

@@ -6,6 +6,13 @@ the checking worker, on both sides of a comparison (``final_answer``).
 An answer in several parts is read as the list it is: boxes one after another, joined only by connectors
 (commas, ``and``, ``or``, spacing, math delimiters) or sharing one math environment, are one answer
 ``a, b, c`` (math-verify reads that as a set or a tuple). A box separated from the next by prose is not part of it.
+
+A sentence answer is read by meaning: the stated answer is the maths right after "answer is"; what follows it
+after another word (``5, not 6``; ``3 because 3 + 4 = 7``; ``5 if x > 0``; ``7 (from step 2)``) qualifies it and
+is not the answer. A hedge offers another candidate (``or``, ``maybe``, ``perhaps``, ``possibly``, ``probably``,
+``alternatively``, ``could be``, ``might be``, ``may be``), in the same sentence, in a later one or around boxes
+(``The answer is 5. Or maybe 6.``, ``\\boxed{5} or maybe \\boxed{6}``): every candidate is kept, so the answer
+reads as a list, which never equals a single gold.
 """
 
 from __future__ import annotations
@@ -26,9 +33,24 @@ _TEXT_GROUP = re.compile(r"\\(?:text|mbox|textrm|mathrm)\s*\{([^{}]*)\}")
 _LABEL = re.compile(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=")
 _GAP_TOKEN = re.compile(r"[,;&$~]|\\\\|\\[\[\]()]|\\q?quad(?![A-Za-z])|\\[,;:! ]|\band\b|\bor\b")
 _CONNECTOR = re.compile(r",|\band\b|\bor\b")
-_OR = re.compile(r"\bor\b")
 _ANCHOR = re.compile(r"(?i)\b(?:final answer|answer)\b(?:\s*(?:is|was|would be|will be|:|=)\s*:?)?")
 _EDGE_PUNCTUATION = " \t\r\n.,;:!?'\""
+_WORD = re.compile(r"[a-z]+")
+_OR_SENTENCE = re.compile(r"(?i)[.!?;]\s+or\b")
+_LINK = re.compile(r"(?i)\s*(?:is|are|was|were|equals?|becomes?|(?:would|will|must|should) be)\s*:?\s*")
+_LEADING_JOINER = re.compile(r"(?i)(?:(?:or|and)\b[\s,;:]*)+")
+_TRAILING_JOINER = re.compile(r"(?i)(?:[\s,;:]*\b(?:or|and))+$")
+# A clause opening with one of these qualifies what stands before it: a rejected option, a justification, a
+# condition, a step reference. A clause holding a _HEDGE offers another candidate, unless a qualifier governs the
+# maths after it ("this could be checked by substituting 5").
+QUALIFIERS = frozenset(
+    "not because since as if when whenever where from by for given using via with after before unless except "
+    "than rather instead in at per like due assuming provided whereas while see step steps eq equation line ie "
+    "eg".split()
+)
+_HEDGE = re.compile(r"(?i)\b(?:or|maybe|perhaps|possibly|probably|alternatively)\b|"
+                    r"\b(?:could|might|may)\s+(?:also\s+|even\s+|well\s+|just\s+)?be\b")
+_HEDGE_GATE = re.compile(r"(?i)\b(?:or|maybe|perhaps|possibly|probably|alternatively|could|might|may)\b")
 _SENTENCE_END = re.compile(r"[.!?](?:\s+|$)")
 _MATHS_CHAR = re.compile(r"[0-9A-Za-z\\]")
 MAX_GAP = 200
@@ -107,6 +129,32 @@ def _connected(gap: str) -> bool:
     return _CONNECTOR.search(gap, gap.index(rest[0]) + len(rest[0])) is not None
 
 
+def _hedged(clause: str) -> bool:
+    """Whether ``clause`` (the words leading to a stretch of maths) offers that maths as another candidate: it
+    holds a hedge (``or``, ``maybe``, ``perhaps``, ``possibly``, ``probably``, ``alternatively``, "could/might/may
+    be") and neither opens with a qualifier (``because it could be``) nor has one after its last hedge
+    (``this could be checked by substituting``)."""
+    if len(clause) > MAX_GAP * 5 or not _HEDGE_GATE.search(clause):
+        return False
+    words = _WORD.findall(clause.lower())
+    hedges = list(_HEDGE.finditer(clause))
+    if not words or words[0] in QUALIFIERS or not hedges:
+        return False
+    return not any(w in QUALIFIERS for w in _WORD.findall(clause[hedges[-1].end():].lower()))
+
+
+def _qualifies(gap: str) -> bool:
+    """Whether the words ``gap`` between two stretches of maths open with a qualifier (``, not``, ``because``)."""
+    words = _WORD.findall(gap[:MAX_GAP].lower())
+    return bool(words) and words[0] in QUALIFIERS
+
+
+def _last_sentence(gap: str) -> str:
+    """The part of ``gap`` after its last sentence end: the clause that leads into what follows it."""
+    ends = list(_SENTENCE_END.finditer(gap))
+    return gap[ends[-1].end():] if ends else gap
+
+
 def _outside(spans: list[tuple[int, int]], envs: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
     """The spans that do not lie inside a math environment (both lists sorted; one sweep)."""
     kept, k = [], 0
@@ -119,7 +167,8 @@ def _outside(spans: list[tuple[int, int]], envs: list[tuple[int, int, int, int]]
 
 
 def final_boxed(text: str) -> str | None:
-    """The last run of boxes (see the module docstring), contents joined by ``", "``; None without a box."""
+    """The last run of boxes (see the module docstring; a hedge between two boxes joins them too), contents joined
+    by ``", "``; None without a box."""
     found = boxes(text)
     if not found:
         return None
@@ -130,7 +179,8 @@ def final_boxed(text: str) -> str | None:
 
     run = [found[-1]]  # built backwards from the last box
     for box in reversed(found[:-1]):
-        if not (_connected(text[box[1] : run[-1][0]]) or same_env(box, run[-1])):
+        gap = text[box[1] : run[-1][0]]
+        if not (_connected(gap) or same_env(box, run[-1]) or _hedged(_last_sentence(gap))):
             break
         run.append(box)
     return ", ".join(content.strip() for _, _, content in reversed(run))
@@ -148,16 +198,68 @@ def extract_answer(completion: str) -> str | None:
 
 
 def final_answer(text: str, marked_only: bool = False) -> str | None:
-    """The answer part of an answer text: its last run of boxes; else the text itself when it is all maths; else,
-    for prose, the maths after the last "answer is" / "answer:" that has maths before its sentence ends (the last
-    stretch of it), or failing that (unless ``marked_only``, then None) the last stretch of maths between words
-    (``The answer is $5$.`` -> ``$5$``). A hedge in prose (``3 or maybe 4``) keeps every part, so that it reads as
-    a list; a lone letter between words (``I``, ``a``) is not a part when there are others."""
-    boxed = final_boxed(text)
-    if boxed is not None:
+    """The answer part of an answer text: its last run of boxes (with any candidate a hedge after it offers); else
+    the text itself when it is all maths; else, for prose, the stated answer of the last "answer is" / "answer:"
+    that has maths before its sentence ends, or failing that (unless ``marked_only``, then None) the last stretch of
+    maths between words that no qualifier follows from (``The answer is $5$.`` -> ``$5$``).
+
+    The stated answer is the first stretch of maths after the anchor, with the stretches joined to it by
+    connectors (a list) or a hedge; a stretch after any other word is not the answer (module docstring). Hedged
+    candidates in later sentences, and the maths before the anchor's sentence when that opens with a hedge, join
+    it as a list.
+    A lone letter between words (``I``, ``a``) is not a stretch of maths when there are others."""
+    found = boxes(text)
+    if found:
+        boxed = final_boxed(text)
+        tail = text[found[-1][1]:]
+        if _HEDGE_GATE.search(tail):
+            parts, sentence_ends, _ = _maths_parts(tail)
+            boxed = ", ".join([boxed] + [parts[k][3] for k in _hedge_chain(tail, parts, sentence_ends, 0)])
         return boxed
     if not is_prose(text):
-        return text
+        if not _OR_SENTENCE.search(text):
+            return text
+        parts, _, _ = _maths_parts(text)  # "x = 5. Or x = 6.": every sentence is a candidate
+        return ", ".join(p[3] for p in parts) or None
+    parts, sentence_ends, outside = _maths_parts(text)
+    if not parts:
+        return None if marked_only else text
+    starts, sentence_stops = [p[0] for p in parts], [b for _, b in sentence_ends]
+    chosen = None
+    anchors = list(_ANCHOR.finditer(outside))
+    for n in range(len(anchors) - 1, -1, -1):
+        first = _anchored(text, anchors[n], parts, starts, sentence_stops)
+        if first is None:
+            continue
+        last = _run(text, parts, first)
+        chosen = list(range(first, last + 1)) + _hedge_chain(text, parts, sentence_ends, last + 1, parts[last][2])
+        lead_start = sentence_ends[parts[first][2] - 1][1] if parts[first][2] > 0 else 0
+        before = bisect_left(starts, lead_start) - 1  # the last maths before the anchor's sentence
+        if before >= 0 and _hedged(text[lead_start:anchors[n].start()]):  # "5. Or maybe the answer is 6."
+            chosen = [before] + chosen
+        break
+    if chosen is None:
+        if marked_only:
+            return None
+        last = len(parts) - 1
+        while last > 0 and parts[last - 1][2] == parts[last][2] and _qualifies(text[parts[last - 1][1]:parts[last][0]]):
+            last -= 1  # "5, not 6", "3 because 3 + 4 = 7": the stretch the qualifier follows
+        first = last
+        while first > 0:
+            gap = text[parts[first - 1][1]:parts[first][0]]
+            if not (_connected(gap) or _hedged(_last_sentence(gap))):
+                break
+            first -= 1
+        chosen = list(range(first, last + 1))
+    pieces = [parts[k][3] for k in chosen]
+    if len(pieces) > 1:
+        return ", ".join(pieces)
+    return pieces[0]
+
+
+def _maths_parts(text: str) -> tuple[list[tuple[int, int, int, str]], list[tuple[int, int]], str]:
+    """The stretches of maths between words of a prose text as (start, end, sentence index, text), the sentence
+    ends (spans), and the text with math environments and tags blanked (where anchors and sentence ends are found)."""
     envs = math_environments(text)
     outside = list(text)  # the text with the insides of math environments (and tags, for anchors) blanked
     for start, end in [(a, b) for _, a, b, _ in envs] + [m.span() for m in MARKUP.finditer(text)]:
@@ -173,26 +275,68 @@ def final_answer(text: str, marked_only: bool = False) -> str | None:
         piece = text[start:end]
         lead = len(piece) - len(piece.lstrip(_EDGE_PUNCTUATION + ")]"))
         piece = piece.strip(_EDGE_PUNCTUATION).lstrip(")]").rstrip("([").strip(_EDGE_PUNCTUATION)  # "5 (five)" -> 5
-        if piece not in ("or", "and") and _MATHS_CHAR.search(piece):
+        dashes = len(piece) - len(piece.lstrip("\u2014 "))  # "5 — not 6": a dash between words is punctuation
+        lead, piece = lead + dashes, piece[dashes:].rstrip("-\u2013\u2014 ").strip(_EDGE_PUNCTUATION)
+        joiner = _LEADING_JOINER.match(piece)  # "Or 6": the connector belongs to the clause before the maths
+        if joiner:
+            lead, piece = lead + joiner.end(), piece[joiner.end():]
+        piece = _TRAILING_JOINER.sub("", piece)
+        if _MATHS_CHAR.search(piece):
             parts.append((start + lead, start + lead + len(piece), sentence, piece))
     parts = [p for p in parts if not (len(p[3]) == 1 and p[3].isalpha())] or parts
-    if not parts:
-        return None if marked_only else text
-    pool = None if marked_only else parts
-    starts, sentence_stops = [p[0] for p in parts], [b for _, b in sentence_ends]
-    for anchor in reversed(list(_ANCHOR.finditer(outside))):
-        first = last = bisect_left(starts, anchor.end())
-        in_sentence = bisect_right(sentence_stops, anchor.end())
-        while last < len(parts) and parts[last][2] == in_sentence:
-            last += 1
-        if last > first:  # the anchor's sentence has maths after it
-            pool = parts[first:last]
+    return parts, sentence_ends, outside
+
+
+def _anchored(text: str, anchor: re.Match, parts: list, starts: list[int], sentence_stops: list[int]) -> int | None:
+    """Index of the stated answer after ``anchor`` in the anchor's sentence (its first stretch of maths, or what a
+    linking verb after that gives it); None when the sentence has no maths after the anchor."""
+    first = bisect_left(starts, anchor.end())
+    in_sentence = bisect_right(sentence_stops, anchor.end())
+    return _subject_skipped(text, parts, first) if first < len(parts) and parts[first][2] == in_sentence else None
+
+
+def _subject_skipped(text: str, parts: list, first: int) -> int:
+    """``Answer: the volume of $V$ is 120``: maths joined to the next stretch by a linking verb alone is the
+    subject of the stated answer, which follows the verb."""
+    while first + 1 < len(parts) and parts[first + 1][2] == parts[first][2] and _LINK.fullmatch(
+            text[parts[first][1]:parts[first + 1][0]]):
+        first += 1
+    return first
+
+
+def _run(text: str, parts: list, first: int) -> int:
+    """Index of the last stretch joined to ``parts[first]`` in its sentence by connectors or a hedge."""
+    last = first
+    while last + 1 < len(parts) and parts[last + 1][2] == parts[first][2]:
+        gap = text[parts[last][1]:parts[last + 1][0]]
+        if not (_connected(gap) or _hedged(gap)):
             break
-    if pool is None:
-        return None
-    if len(pool) > 1 and _OR.search(outside, pool[0][0], pool[-1][1]):
-        return ", ".join(p[3].removeprefix("or ").removesuffix(" or") for p in pool)
-    return pool[-1][3]
+        last += 1
+    return last
+
+
+def _hedge_chain(text: str, parts: list, sentence_ends: list, begin: int, skip_sentence: int | None = None) -> list[int]:
+    """Indices of the stretches from ``parts[begin]`` on that hedges offer as candidates: in each sentence (but
+    ``skip_sentence``, the rest of the stated answer's, all qualifier), a stretch whose leading clause hedges, and
+    the stretches joined to it, until a clause that does not."""
+    chosen, sentence, open_, previous_end = [], None, False, 0
+    for k in range(begin, len(parts)):
+        start, end, in_sentence, _ = parts[k]
+        if in_sentence == skip_sentence:
+            previous_end = end
+            continue
+        if in_sentence != sentence:
+            sentence, open_, joined = in_sentence, True, False
+            if in_sentence > 0:
+                previous_end = max(previous_end, sentence_ends[in_sentence - 1][1])
+        clause = text[previous_end:start]
+        if open_ and (_hedged(clause) or (joined and _connected(clause))):
+            chosen.append(k)
+            joined = True
+        else:
+            open_ = False
+        previous_end = end
+    return chosen
 
 
 def gsm8k_answer(solution: str) -> str | None:

@@ -6,7 +6,8 @@
 - common unicode maths: ``−`` ``×`` ``÷`` ``·`` ``√`` ``π`` ``∞`` ``≤`` ``≥`` ``≠`` ``±`` ``°``, vulgar fractions
   (``½``), superscripts (``x²``), currency signs, then NFKC (fullwidth ``１２``); ASCII relations ``<=``, ``>=``, ``!=``;
 - digit grouping: ``25 000``, ``1\\,000``, ``1{,}000``, ``7,425,000`` (comma groups of three) are one number;
-  digits left standing apart (``2 3``) are no answer at all, never a product of their groups;
+  a whole number before a proper fraction (``11 5/6``) is the mixed number it writes (``\\frac{71}{6}``); other
+  digits left standing apart (``2 3``, ``2 3/2``) are no answer at all, never a product of their groups;
 - the answer part of the text (``r1lit.grading.answers.final_answer``): the last run of boxes, or the maths of a
   sentence;
 - math delimiters ``$ $``, ``$$ $$``, ``\\[ \\]``, ``\\( \\)`` wherever they are, escaped dollars, styling wrappers
@@ -34,7 +35,7 @@ _UNICODE = {
     "\u2218": "^{\\circ}", "\u2208": " \\in ", "\u222a": " \\cup ", "\u2229": " \\cap ", "\u2205": "\\emptyset ",
     "\u03b8": "\\theta ", "\u03b1": "\\alpha ", "\u03b2": "\\beta ", "\u03b3": "\\gamma ", "\u03bb": "\\lambda ",
     "\u03c6": "\\phi ", "\u03c9": "\\omega ", "\u2032": "'", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ",
-    "\u2002": " ", "\u2003": " ", "\u200b": "", "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",
+    "\u2002": " ", "\u2003": " ", "\u200b": "", "\u2044": "/", "\u2215": "/", "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",
 }
 _VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5), "⅗": (3, 5),
            "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8)}
@@ -58,6 +59,10 @@ _COMMA_GROUPS = re.compile(rf"{_NOT_AFTER}([1-9]\d{{0,2}})((?:,(?:\\!)?\d{{3}})+
 _DECIMAL_GROUPS = re.compile(rf"(\.\d{{3}})((?:{_SEP}\d{{1,3}})+)(?!\d)")
 _SEP_RE = re.compile(_SEP)
 _SPACING = re.compile(r"\\[,;:! ]|~|\\thinspace|\{,\s*\}|[\s\u00a0\u2009\u202f\u2007]+")
+# A whole number, spaces, a fraction: a mixed number when the fraction is proper (checked in ``mixed_numbers``).
+_MIXED_SPACE = r"(?: |~|\\[ ,;:])+"  # a space, or a LaTeX one (3\ 1/2)
+_MIXED = re.compile(rf"(?<![\w.,/^_{{}}\\)])(\d{{1,30}}){_MIXED_SPACE}(\d{{1,30}})/(\d{{1,30}})(?![\w./^])")
+_DIGIT_BEFORE = re.compile(rf"\d{_MIXED_SPACE}$")
 _APART_DIGITS = re.compile(r"\d \d")  # after every spacing became one space: linear, no backtracking
 _FRAC_DIGITS = re.compile(r"\\([dtc]?frac|binom)\s*(\d)\s*(\d)")
 
@@ -112,9 +117,24 @@ def group_digits(text: str) -> str:
     return _DECIMAL_GROUPS.sub(lambda m: m.group(1) + _SEP_RE.sub("", m.group(2)), text)
 
 
+def mixed_numbers(text: str) -> str:
+    """Plain-text mixed numbers as one value: a whole number, spacing, then a proper fraction (``11 5/6`` ->
+    ``\\frac{71}{6}``; ``-2 1/2`` -> ``-\\frac{5}{2}``). Not an improper fraction (``2 3/2``), nor a number that
+    itself follows digits (``3 4 1/2``), nor one inside a fraction or a power: those stay digits apart."""
+
+    def one(match: re.Match) -> str:
+        whole, numerator, denominator = (int(g) for g in match.groups())
+        if not 0 < numerator < denominator or _DIGIT_BEFORE.search(text, max(0, match.start() - 40), match.start()):
+            return match.group()
+        return f"\\frac{{{whole * denominator + numerator}}}{{{denominator}}}"
+
+    return _MIXED.sub(one, text)
+
+
 def clean(text: str) -> str:
-    """The presentation steps that are safe on any text, prose included: markdown, unicode maths, digit groups."""
-    return group_digits(_unicode(_markdown(text)))
+    """The presentation steps that are safe on any text, prose included: markdown, unicode maths, mixed numbers,
+    digit groups."""
+    return group_digits(mixed_numbers(_unicode(_markdown(text))))
 
 
 def _scientific(answer: str) -> str:

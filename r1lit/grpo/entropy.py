@@ -9,6 +9,8 @@ multiplies the policy-gradient term only (like TRL: not the KL penalty, and not 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -23,9 +25,17 @@ def entropy_with_grad(logits: Tensor, temperature: float = 1.0) -> Tensor:
 def high_entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
     """[N, C] float: 1 on the masked-in tokens whose entropy is at least the (1 − quantile)-quantile of all
     masked-in tokens' entropies (the top ``quantile`` fraction), 0 elsewhere. ``quantile`` 1 keeps every token.
-    entropy, mask: [N, C]."""
+    entropy, mask: [N, C].
+
+    The same tokens as ``entropy >= torch.quantile(values, 1 - quantile)`` (linear interpolation), for any number
+    of tokens (``torch.quantile`` refuses more than 2^24): the interpolated threshold lies between the sorted values
+    at floor(pos) and ceil(pos), pos = (1 - quantile)(n - 1), so ``>=`` it keeps exactly the values ``>=`` the one at
+    ceil(pos), found by selection (``kthvalue``) instead of a sort."""
     mask = mask.bool()
     if quantile >= 1.0 or not mask.any():
         return mask.float()
-    threshold = torch.quantile(entropy[mask].float(), 1.0 - quantile)
+    values = entropy[mask].float()  # [n]
+    position = (1.0 - quantile) * (values.numel() - 1)
+    k = min(values.numel(), math.ceil(position - 1e-9) + 1)  # 1-based rank of the value at ceil(pos)
+    threshold = torch.kthvalue(values, k).values
     return ((entropy >= threshold) & mask).float()

@@ -48,12 +48,13 @@ class MaskedImportanceSampling(ImportanceSampling):
         self.level, (self.lower, self.upper) = level, _bounds(lower, upper)
 
     def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
-        log_ratio = (trainer_logps.detach() - sampler_logps) * mask
+        on = mask.bool()  # selected, never multiplied: whatever lies under the mask (-inf, NaN) stays out
+        log_ratio = torch.where(on, trainer_logps.detach() - sampler_logps, 0.0)  # [N, C]
         if self.level == "sequence":
             log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
         ratio = torch.exp(log_ratio)
-        kept = (ratio >= self.lower) & (ratio <= self.upper)
-        return torch.where(kept, ratio, torch.zeros_like(ratio)) * mask
+        kept = (ratio >= self.lower) & (ratio <= self.upper) & on
+        return torch.where(kept, ratio, 0.0)
 
 
 class GeometricSequenceMask(ImportanceSampling):
@@ -73,9 +74,9 @@ class GeometricSequenceMask(ImportanceSampling):
         self.lower, self.upper = _bounds(lower, upper)
 
     def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
-        mask = mask.float()
-        log_ratio = (trainer_logps.detach() - sampler_logps) * mask  # [N, C]
-        geometric = torch.exp(log_ratio.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0))  # [N]
-        kept = ((geometric >= self.lower) & (geometric <= self.upper)).float().unsqueeze(1)  # [N, 1]
+        on = mask.bool()  # selected, never multiplied: whatever lies under the mask (-inf, NaN) stays out
+        log_ratio = torch.where(on, trainer_logps.detach() - sampler_logps, 0.0)  # [N, C]
+        geometric = torch.exp(log_ratio.sum(dim=1) / on.sum(dim=1).clamp(min=1))  # [N]
+        kept = ((geometric >= self.lower) & (geometric <= self.upper)).unsqueeze(1) & on  # [N, C]
         tokens = torch.exp(log_ratio).clamp(max=self.cap) if self.cap is not None else torch.ones_like(log_ratio)
-        return tokens * kept * mask
+        return torch.where(kept, tokens, 0.0)

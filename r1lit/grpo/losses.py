@@ -271,10 +271,11 @@ class ImportanceSampling:
 
     def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
         """trainer_logps/sampler_logps/mask: [N, C]. Returns detached weights [N, C], 0 on padding."""
-        log_ratio = (trainer_logps.detach() - sampler_logps) * mask
+        on = mask.bool()  # selected, never multiplied: whatever lies under the mask (-inf, NaN) stays out
+        log_ratio = torch.where(on, trainer_logps.detach() - sampler_logps, 0.0)  # [N, C]
         if self.level == "sequence":
             log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
-        return torch.exp(log_ratio).clamp(max=self.cap) * mask
+        return torch.where(on, torch.exp(log_ratio).clamp(max=self.cap), 0.0)
 
 
 def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import GenerationConfig
 
 from r1lit.errors import ConfigError
 from r1lit.rollout.engine import RolloutEngine
@@ -74,6 +75,26 @@ class HFEngine(RolloutEngine):
         self.model, self.tokenizer = policy, tokenizer
         self.eos_ids, self.pad_id = eos_and_pad(policy, tokenizer)
 
+    def generation_config(self, sampling: SamplingConfig, n: int) -> GenerationConfig:
+        """Every sampling setting of ``generate``, from ``sampling`` alone: what the trainer's log-probs assume.
+        A checkpoint's ``generation_config.json`` (``epsilon_cutoff``, ``min_new_tokens``, a default ``top_k`` …)
+        plays no part; its EOS ids are the engine's stop tokens (``eos_token_ids``)."""
+        return GenerationConfig(
+            do_sample=True,
+            num_return_sequences=n,
+            max_new_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,  # 0 = off (None would let transformers' default of 50 in)
+            min_p=sampling.min_p or None,
+            repetition_penalty=sampling.repetition_penalty,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            use_cache=True,
+            output_scores=self.return_logprobs,
+            return_dict_in_generate=True,
+        )
+
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.model is None:
@@ -92,32 +113,22 @@ class HFEngine(RolloutEngine):
         model.eval()
         step = self.max_batch_size or len(prompt_ids)
         chunks, logprob_chunks = [], []
+        config = self.generation_config(sampling, n)
+        checkpoint_config = model.generation_config
         try:
+            # transformers (5.19: GenerationMixin._prepare_generation_config) fills every field a passed config
+            # leaves None from model.generation_config: swapped for the call, the checkpoint's flags cannot reach it.
+            model.generation_config = config
             for start in range(0, len(prompt_ids), step):
                 ids, mask = left_pad(prompt_ids[start:start + step], self.pad_id)  # [b, P]
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    do_sample=True,
-                    num_return_sequences=n,
-                    max_new_tokens=sampling.max_tokens,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    top_k=sampling.top_k or None,
-                    min_p=sampling.min_p or None,
-                    repetition_penalty=sampling.repetition_penalty,
-                    eos_token_id=self.eos_ids,
-                    pad_token_id=self.pad_id,
-                    use_cache=True,
-                    output_scores=self.return_logprobs,
-                    return_dict_in_generate=True,
-                )
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
                 new = out.sequences[:, ids.shape[1]:]  # [b*n, c]
                 chunks.append(new.cpu())
                 if self.return_logprobs:
                     scores = torch.stack(out.scores, dim=1).float()  # [b*n, c, V] processed logits
                     logprob_chunks.append(scores.log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1).cpu())
         finally:
+            model.generation_config = checkpoint_config
             model.train(was_training)
         width = max(c.shape[1] for c in chunks)
         pad = torch.nn.functional.pad

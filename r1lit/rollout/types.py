@@ -53,7 +53,7 @@ class Rollout:
     texts: list[str]  # [N] decoded completions, special tokens removed
     truncated: Tensor  # [N] bool, True where no EOS came within max_tokens
     num_generations: int  # G
-    sampler_logprobs: Tensor | None = None  # [N, C] float, the engine's log-probs of the sampled tokens
+    sampler_logprobs: Tensor | None = None  # [N, C] float, the engine's log-probs of the sampled tokens; 0 where masked
 
     def __post_init__(self) -> None:
         n = self.prompt_ids.shape[0]
@@ -61,6 +61,11 @@ class Rollout:
             raise ValueError("Rollout fields disagree on the number of completions")
         if n % self.num_generations:
             raise ValueError(f"{n} completions are not a whole number of groups of {self.num_generations}")
+        if self.sampler_logprobs is not None and not bool(
+            torch.isfinite(self.sampler_logprobs.masked_select(self.completion_mask == 0)).all()
+        ):
+            raise ValueError("sampler_logprobs hold non-finite values on masked positions; build the rollout with "
+                             "assemble_rollout, which sets them to 0")
 
     def sequences(self) -> tuple[Tensor, Tensor]:
         """Prompt and completion as one row each: (input_ids [N, P + C], attention_mask [N, P + C])."""
@@ -107,7 +112,8 @@ def assemble_rollout(
     eos_ids: list[int], pad_id: int, tokenizer, lengths: Tensor | None = None,
 ) -> Rollout:
     """What every engine does with raw samples: cut each completion after its first EOS, decode it, and pair it
-    with its left-padded prompt. completion_ids: [N, C] ordered group by group; sampler_logprobs: [N, C] or None;
+    with its left-padded prompt. completion_ids: [N, C] ordered group by group; sampler_logprobs: [N, C] or None,
+    set to 0 after the cut (selected, not multiplied: a truncating sampler's -inf on padding times 0 is NaN);
     lengths: [N] tokens each sample really has, for engines whose samples can end without EOS before the widest
     one (vLLM at max_model_len): the padding after them must not count as completion tokens."""
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)  # [N, C], [N]
@@ -122,7 +128,7 @@ def assemble_rollout(
     return Rollout(
         prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=completion_ids, completion_mask=completion_mask,
         texts=texts, truncated=truncated, num_generations=n,
-        sampler_logprobs=None if sampler_logprobs is None else sampler_logprobs * completion_mask,
+        sampler_logprobs=None if sampler_logprobs is None else torch.where(completion_mask.bool(), sampler_logprobs, 0.0),
     )
 
 

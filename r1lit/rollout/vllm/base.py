@@ -14,6 +14,9 @@ from r1lit.rollout.vllm.version import check_vllm_version
 
 
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
+# vLLM's ``generation_config``: "vllm" loads none from the checkpoint ("auto", vLLM's default, would let its
+# generation_config.json set request defaults and a server-wide max_new_tokens). Sampling follows SamplingConfig alone.
+GENERATION_CONFIG = "vllm"
 
 
 def import_vllm():

@@ -26,7 +26,7 @@ from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_bud
 from r1lit.rollout.vllm.placement import physical_gpu, reserved_gpu
 from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, VLLMSettings, sampling_fields
+from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings, sampling_fields
 from r1lit.rollout.vllm.version import check_vllm_version
 from r1lit.rollout.vllm.worker import PROTOCOL
 
@@ -130,7 +130,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
             "--model", launch.model_path, "--tokenizer", launch.model_path, "--served-model-name", SERVED_NAME,
             "--dtype", self.dtype, "--max-model-len", str(check_model_len(self.max_model_len, launch.needed_len)),
             "--gpu-memory-utilization", str(self.gpu_memory_utilization or 0.9), "--seed", str(self.seed),
-            "--logprobs-mode", "processed_logprobs",
+            "--logprobs-mode", "processed_logprobs", "--generation-config", GENERATION_CONFIG,
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
             "--host", "0.0.0.0" if launch.world_size > launch.training_devices else "127.0.0.1", "--port", str(port),
             "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching",

@@ -46,6 +46,47 @@ def test_high_entropy_mask_by_hand():
     assert high_entropy_mask(entropy, mask, 1.0).tolist() == mask.float().tolist()
 
 
+def _quantile_mask(entropy, mask, quantile):
+    """The mask as ``torch.quantile`` defines it (linear interpolation): usable below 2^24 tokens only."""
+    mask = mask.bool()
+    threshold = torch.quantile(entropy[mask].float(), 1.0 - quantile)
+    return ((entropy >= threshold) & mask).float()
+
+
+@pytest.mark.parametrize("quantile", [0.2, 0.25, 0.5, 0.01, 0.999])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (8, 33), (16, 500)])
+def test_high_entropy_mask_equals_the_quantile_definition(shape, quantile):
+    """Guards the selection rewrite: on inputs torch.quantile accepts, the same tokens, ties and padding included."""
+    g = torch.Generator().manual_seed(shape[0] * 1000 + shape[1])
+    entropy = torch.rand(shape, generator=g)
+    entropy[:, ::3] = entropy[:, :1].clone()  # ties across a row
+    mask = (torch.rand(shape, generator=g) < 0.8).long()
+    mask[0, 0] = 1
+    assert torch.equal(high_entropy_mask(entropy, mask, quantile), _quantile_mask(entropy, mask, quantile))
+
+
+def test_high_entropy_mask_with_exact_ranks_by_hand():
+    """Guards the boundary where pos = (1 - q)(n - 1) is a whole number: entropies 0..10, q = 0.2 -> pos = 8, the
+    threshold is the value 8 itself, so 8, 9, 10 are kept (3 tokens); q = 0.25 -> pos 7.5, threshold 7.5: 8, 9, 10."""
+    entropy = torch.arange(11, dtype=torch.float32).view(1, 11)
+    mask = torch.ones(1, 11)
+    assert high_entropy_mask(entropy, mask, 0.2).tolist() == [[0.0] * 8 + [1.0] * 3]
+    assert high_entropy_mask(entropy, mask, 0.25).tolist() == [[0.0] * 8 + [1.0] * 3]
+    assert high_entropy_mask(entropy, mask, 0.3).tolist() == [[0.0] * 7 + [1.0] * 4]  # pos 7: threshold 7
+
+
+def test_high_entropy_mask_above_the_quantile_limit():
+    """Guards pytorch#64947: 1025 x 16384 = 16793600 trained tokens (over 2^24) with q = 0.2. Entropies are the
+    token's index, so pos = 0.8 x 16793599 = 13434879.2 and every value from 13434880 up is kept: 3358720 tokens."""
+    n = 1025 * 16384
+    assert n > 2 ** 24
+    entropy = torch.arange(n, dtype=torch.float64).view(1025, 16384).flip(0)  # rows in reverse: order must not matter
+    mask = torch.ones(1025, 16384, dtype=torch.long)
+    kept = high_entropy_mask(entropy, mask, 0.2)
+    assert int(kept.sum()) == 3358720
+    assert float(entropy[kept.bool()].min()) == 13434880.0
+
+
 def fit_grads(model_dir, micro_batch_size: int, reward=None, **options) -> tuple[dict, dict]:
     L.seed_everything(0)
     module = GRPOModule(

@@ -201,3 +201,21 @@ def test_issue_15_inputs_through_the_sandboxed_reward(accuracy):
     ]
     golds, completions, expected = zip(*cases)
     assert accuracy(["q"] * len(cases), list(completions), list(golds)) == list(expected)
+
+
+def test_issue_21_inputs_through_the_sandboxed_reward(accuracy):
+    """Guards the grading inputs of issue 21 on the real path: one batch, worker processes, time boxes."""
+    cases = [  # (gold, completion, expected)
+        ("5", "<answer>The answer is 5, not 6.</answer>", 1.0),  # kind 1
+        ("6", "<answer>The answer is 5, not 6.</answer>", 0.0),
+        ("3", "<answer>The answer is 3 because 3 + 4 = 7.</answer>", 1.0),
+        ("7", "<answer>The answer is 3 because 3 + 4 = 7.</answer>", 0.0),
+        ("5", "<answer>The answer is 5. Or maybe 6.</answer>", 0.0),  # kind 2
+        ("6", "<answer>\\boxed{5} or maybe \\boxed{6}</answer>", 0.0),
+        ("9007199254740993", "<answer>9007199254740993</answer>", 1.0),  # kind 3: the exact gold
+        ("9007199254740993", "<answer>9007199254740992</answer>", 0.0),
+        ("\\frac{71}{6}", "<answer>11 5/6</answer>", 1.0),  # kind 4
+        ("2", "<answer>2 2/3</answer>", 0.0),
+    ]
+    golds, completions, expected = zip(*cases)
+    assert accuracy(["q"] * len(cases), list(completions), list(golds)) == list(expected)
