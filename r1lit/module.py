@@ -26,9 +26,9 @@ from r1lit.producer.difficulty import DifficultyFilter
 from r1lit.producer.dynamic_sampling import DynamicSampling, Scored, zero_spread
 from r1lit.grpo.entropy import high_entropy_mask
 from r1lit.errors import ConfigError
+from r1lit.grpo.importance_sampling import ImportanceSampling
 from r1lit.grpo.losses import (
     GRPOLoss,
-    ImportanceSampling,
     LossStats,
     group_advantages,
     trained_rows,

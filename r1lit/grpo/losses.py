@@ -12,7 +12,6 @@ summing micro-batch losses gives exactly the loss of one big batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -29,7 +28,6 @@ __all__ = [
     "DAPOLoss",
     "DrGRPOLoss",
     "GSPOLoss",
-    "ImportanceSampling",
     "trained_rows",
 ]
 
@@ -248,33 +246,6 @@ class GSPOLoss(GRPOLoss):
         per_seq, low, high = clipped_surrogate(seq_logps.unsqueeze(1), seq_old.unsqueeze(1), advantages, self.epsilon, self.epsilon_high)
         expand = lambda t: t.expand_as(logps)  # noqa: E731  every token of a completion carries its sequence's term
         return self._aggregate(expand(per_seq), expand(low), expand(high), logps, ref_logps, weights, is_weights)
-
-
-class ImportanceSampling:
-    """Truncated importance sampling: reweights each token by min(π_trainer / π_sampler, cap).
-
-    The sampler (vLLM) and the trainer compute probabilities with different kernels and precisions, so samples are
-    slightly off-policy even at μ = 1; the ratio corrects for that and the cap bounds its variance.
-    """
-
-    def __init__(self, level: Literal["token", "sequence"] = "token", cap: float = 2.0):
-        """
-        Args:
-            level: ``token`` uses each token's ratio; ``sequence`` the product over the completion, for every token.
-            cap: ratios above this are truncated to it.
-        """
-        if level not in ("token", "sequence"):
-            raise ConfigError(f"importance_sampling.level must be 'token' or 'sequence', got {level!r}")
-        if cap <= 0:
-            raise ConfigError(f"importance_sampling.cap must be > 0, got {cap}")
-        self.level, self.cap = level, cap
-
-    def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
-        """trainer_logps/sampler_logps/mask: [N, C]. Returns detached weights [N, C], 0 on padding."""
-        log_ratio = (trainer_logps.detach() - sampler_logps) * mask
-        if self.level == "sequence":
-            log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
-        return torch.exp(log_ratio).clamp(max=self.cap) * mask
 
 
 def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:

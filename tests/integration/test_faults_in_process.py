@@ -217,7 +217,7 @@ def test_dying_engine_is_one_clear_error_with_its_cause(tiny_model_dir, tmp_path
 def test_degenerate_rollouts_train_without_nan(tiny_model_dir, mode):
     """Empty completions, EOS-only completions, one completion everywhere: every group has zero reward spread,
     so advantages are 0; nothing logged is NaN and the step does not crash."""
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
 
     trainer, _, record = fit(tiny_model_dir, steps=2, engine=DegenerateEngine(mode), importance_sampling=ImportanceSampling())
     assert trainer.global_step == 2

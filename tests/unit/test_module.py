@@ -125,7 +125,7 @@ def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_d
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.metrics = dict(trainer.callback_metrics)
 
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
 
     module = GRPOModule(
         str(tiny_model_dir), rewards=[LengthReward()], engine=HFEngine(return_logprobs=True),

@@ -223,7 +223,7 @@ def test_bad_loss_settings_fail_at_construction():
 
 
 def test_truncated_importance_sampling_by_hand():
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
     from r1lit.grpo.metrics import sampling_mismatch
 
     trainer = torch.log(torch.tensor([[0.5, 0.4, 0.9], [0.3, 0.3, 0.3]]))
