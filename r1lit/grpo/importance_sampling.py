@@ -10,9 +10,9 @@ is too far off instead (verl's rollout correction):
   gets no loss; the kept ones are weighted 1 (or by token TIS with ``cap``). The geometric mean does not grow
   with length, so one threshold suits short and long completions alike.
 
-Each is a ``model.importance_sampling`` and needs an engine that returns its log-probs. The mismatch
-itself is logged either way (``sampling/mismatch_kl``, ``sampling/logp_diff/*``), and the fraction of loss
-tokens a correction zeroed as ``sampling/is_masked_ratio``.
+Each is set as the loss's ``importance_sampling`` (``model.loss.init_args.importance_sampling``) and needs an
+engine that returns its log-probs. The mismatch itself is logged either way (``sampling/mismatch_kl``,
+``sampling/logp_diff/*``), and the fraction of loss tokens a correction zeroed as ``sampling/is_masked_ratio``.
 """
 
 from __future__ import annotations
