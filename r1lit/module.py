@@ -42,6 +42,7 @@ from r1lit.rewards.scoring import score_completions, weighted_sum
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
+from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import configure_deepspeed, is_deepspeed
 from r1lit.training.distributed import gather_uneven
 from r1lit.training.nonfinite import NonFiniteGuard
@@ -163,6 +164,10 @@ class GRPOModule(L.LightningModule):
             check_batch_layout(datamodule.batch_size, self.num_generations, self.micro_batch_size)
         if is_deepspeed(self.trainer.strategy):  # before the strategy builds the engine from its config
             configure_deepspeed(self.trainer.strategy, self.hparams.max_grad_norm, self.micro_batch_size)
+        if isinstance(self.engine, VLLMSettings) and not any(getattr(c, "engine", None) is self.engine
+                                                             for c in self.trainer.callbacks):  # its setup ran first
+            raise ConfigError(f"model.engine {type(self.engine).__name__} is started and synced by the VLLMEngineCallback: "
+                              "the r1lit command adds it; a Trainer built in Python needs callbacks=[VLLMEngineCallback()]")
         self.engine.bind(self.policy, self.tokenizer)
         if self.producer.one_step_off is not None and not getattr(datamodule, "lookahead", False):
             raise ConfigError("model.async_generation needs each batch's successor from the data: use MathDataModule "
