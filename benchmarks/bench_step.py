@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {
     "hf": [],
     "inprocess": ["--model.engine=VLLMEngine", "--model.engine.dtype=bfloat16",
-                  "--model.engine.kv_cache_memory_bytes=1073741824", "--trainer.callbacks+=VLLMRollout"],
+                  "--model.engine.kv_cache_memory_bytes=1073741824"],
     "process": ["--model.engine=VLLMServerEngine", "--model.engine.dtype=bfloat16",
-                "--model.engine.kv_cache_memory_bytes=1073741824", "--trainer.callbacks+=VLLMRollout"],
+                "--model.engine.kv_cache_memory_bytes=1073741824"],
 }
 ENGINES["process_async"] = ENGINES["process"] + ["--model.async_generation=true"]  # one-step-off on the same engine
-ENGINES["hf_checkpointing"] = ["--model.gradient_checkpointing=true"]  # the default engine, activations recomputed
+ENGINES["hf_checkpointing"] = ["--model.policy.gradient_checkpointing=true"]  # the default engine, activations recomputed
 TAGS = ("step_time", "time/generate", "time/optimise", "time/weight_push", "reward")
 
 

@@ -65,14 +65,14 @@ class Workload:
 SMOKE = dict(problems=8, prompts=2, generations=2, max_tokens=8, steps=2)
 SETTINGS = {  # extra arguments of each implementation's command
     "best": {"trl": ["--bf16", "--gradient-checkpointing"],
-             "r1lit": ["--trainer.precision=bf16-mixed", "--model.gradient_checkpointing=true"]},
+             "r1lit": ["--trainer.precision=bf16-mixed", "--model.policy.gradient_checkpointing=true"]},
     "fp32": {"trl": [], "r1lit": []},  # r1lit's defaults: 32-true, no checkpointing; TRL's runner sets both off
     # best, and r1lit generates with its vLLM CPU engine in process (TRL's runner keeps HF generate: its vLLM modes
     # are CUDA's); not the like-for-like workload, so reported as its own setting
     "vllm": {"trl": ["--bf16", "--gradient-checkpointing"],
-             "r1lit": ["--trainer.precision=bf16-mixed", "--model.gradient_checkpointing=true",
+             "r1lit": ["--trainer.precision=bf16-mixed", "--model.policy.gradient_checkpointing=true",
                        "--model.engine=VLLMEngine", "--model.engine.dtype=bfloat16",
-                       f"--model.engine.kv_cache_memory_bytes={1 << 30}", "--trainer.callbacks+=VLLMRollout"]},
+                       f"--model.engine.kv_cache_memory_bytes={1 << 30}"]},
 }
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],  # r1lit's fastest here: vllm without checkpointing (more memory)
                     "r1lit": [a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a]}

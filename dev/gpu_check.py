@@ -69,6 +69,7 @@ def train(folder: Path, args, ds_json: str | None) -> dict:
     from r1lit.data import ArithmeticSource, ChatPrompt, MathDataModule
     from r1lit.grpo.losses import GRPOLoss
     from r1lit.module import GRPOModule
+    from r1lit.policy.config import PolicyConfig
     from r1lit.rewards import FormatReward
     from r1lit.rollout import SamplingConfig
 
@@ -76,7 +77,7 @@ def train(folder: Path, args, ds_json: str | None) -> dict:
     module = GRPOModule(
         str(folder), rewards=[FormatReward()], loss=GRPOLoss(beta=0.04),
         sampling=SamplingConfig(temperature=0.9, max_tokens=args.max_tokens), num_generations=args.generations,
-        micro_batch_size=args.generations, gradient_checkpointing=True,
+        micro_batch_size=args.generations, policy=PolicyConfig(gradient_checkpointing=True),
     )
     # padded problems: prompts near the recipe's 256-token limit (the word-level stand-in maps each word to a token)
     data = MathDataModule(source=ArithmeticSource(num_problems=256, max_operand=99, num_operands=60),

@@ -11,7 +11,6 @@ Launch: ``r1lit fit --config configs/qwen0.5b.yaml`` (GPUs) or ``make run`` (emb
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -22,62 +21,38 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from r1lit.producer.difficulty import DifficultyFilter
-from r1lit.producer.dynamic_sampling import DynamicSampling, Scored, zero_spread
-from r1lit.grpo.entropy import high_entropy_mask
+from r1lit.data.batch import ProblemBatch
 from r1lit.errors import ConfigError
-from r1lit.grpo.losses import (
-    GRPOLoss,
-    ImportanceSampling,
-    LossStats,
-    group_advantages,
-    trained_rows,
-)
-from r1lit.policy.logprobs import CompletionLogprobs
-from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
-from r1lit.training.nonfinite import NonFiniteGuard, guarded_step
-from r1lit.producer.one_step_off import OneStepOff, Pending
-from r1lit.training.optim import CosineWithWarmup, default_optimizer
-from r1lit.rewards.accuracy import AccuracyReward
+from r1lit.eval.pass_at_k import PassAtK
+from r1lit.eval.set_accuracy import SetAccuracy
 from r1lit.grading.answers import extract_answer
+from r1lit.grpo.advantages import group_advantages
+from r1lit.grpo.groups import scored_groups
+from r1lit.grpo.losses import GRPOLoss
+from r1lit.grpo.metrics import as_tensors, optimise_metrics, rollout_metrics
+from r1lit.grpo.optimise import PolicyUpdate, check_batch_layout
+from r1lit.policy.config import PolicyConfig
+from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
+from r1lit.policy.logprobs import CompletionLogprobs
+from r1lit.producer.difficulty import DifficultyFilter
+from r1lit.producer.dynamic_sampling import DynamicSampling
+from r1lit.producer.rollout_producer import ProducedRollout, RolloutProducer
+from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions, weighted_sum
-from r1lit.rollout.background import BackgroundGeneration, finished
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
-from r1lit.training.seeds import derive_seed
 from r1lit.rollout.types import Rollout, SamplingConfig
-from r1lit.training.distributed import gather_objects, gather_uneven, max_over_ranks
-from r1lit.grpo.groups import scored_groups
-from r1lit.grpo.metrics import (
-    as_tensors,
-    dynamic_sampling_metrics,
-    optimise_metrics,
-    rollout_metrics,
-    sampling_mismatch,
-)
-from r1lit.eval.pass_at_k import PassAtK
-from r1lit.training.deepspeed import configure_deepspeed, deepspeed_engine, is_deepspeed, mark_accumulation_boundary
-
-DYNAMIC_SAMPLING_KEY = 0xD5  # sampling seeds of dynamic sampling's extra rounds: (seed, step, rank, key, round)
-
-
-def check_batch_layout(batch_size: int, num_generations: int, micro_batch_size: int) -> None:
-    """The rollout (batch_size × num_generations completions) must split into whole micro-batches."""
-    if num_generations < 2:
-        raise ConfigError(f"model.num_generations={num_generations}: GRPO compares completions within a group; use 2 or more")
-    completions = batch_size * num_generations
-    if micro_batch_size < 1 or completions % micro_batch_size:
-        divisors = [d for d in range(1, completions + 1) if completions % d == 0]
-        raise ConfigError(
-            f"model.micro_batch_size={micro_batch_size} does not divide the rollout: data.batch_size × "
-            f"model.num_generations = {batch_size} × {num_generations} = {completions} completions. "
-            f"Pick a micro_batch_size from {divisors}."
-        )
+from r1lit.rollout.vllm.base import VLLMSettings
+from r1lit.training.deepspeed import configure_deepspeed, is_deepspeed
+from r1lit.training.distributed import gather_uneven
+from r1lit.training.nonfinite import NonFiniteGuard
+from r1lit.training.optim import CosineWithWarmup, default_optimizer
+from r1lit.training.seeds import validation_seed
 
 
 class GRPOModule(L.LightningModule):
-    """Coordinates rollout → score → advantage → optimise → log; the formulas live in ``r1lit.grpo.losses``."""
+    """Coordinates rollout → score → advantage → optimise → log; the formulas live in ``r1lit.grpo``."""
 
     def __init__(
         self,
@@ -89,42 +64,34 @@ class GRPOModule(L.LightningModule):
         num_generations: int = 16,
         scale_rewards: Literal["group", "batch", "none"] = "group",
         num_iterations: int = 1,
-        importance_sampling: ImportanceSampling | None = None,
         micro_batch_size: int = 8,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
         max_grad_norm: float | None = 1.0,
-        gradient_checkpointing: bool = False,
-        torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None,
-        attn_implementation: str | None = None,
-        logprob_chunk_tokens: int | None = 256,
-        bf16_reference: bool = True,
         max_consecutive_nonfinite: int = 3,
-        mask_truncated_completions: bool = False,
+        policy: PolicyConfig = PolicyConfig(),
         dynamic_sampling: DynamicSampling | None = None,
-        entropy_coef: float = 0.0,
-        top_entropy_quantile: float = 1.0,
-        val_pass_at_k: PassAtK | None = None,
         difficulty_filter: DifficultyFilter | None = None,
-        disable_dropout: bool = True,
         async_generation: bool = False,
+        val_pass_at_k: PassAtK | None = None,
     ):
         """
         Args:
             model_name_or_path: policy to train: hub id, local folder, or ``embedded:smollm2-135m-instruct``.
             rewards: rule-based rewards, summed with their weights (``AccuracyReward``, ``FormatReward``, your own).
-            loss: the objective and its weighting: ``GRPOLoss`` (None = its defaults), ``BNPOLoss``, ``DrGRPOLoss`` or
-                ``DAPOLoss``; its ``beta`` > 0 adds the KL penalty and keeps a frozen reference copy.
+            loss: the objective, its weighting and what reshapes its tokens: ``GRPOLoss`` (None = its defaults),
+                ``BNPOLoss``, ``DrGRPOLoss``, ``DAPOLoss`` or ``GSPOLoss``; its ``beta`` > 0 adds the KL penalty and
+                keeps a frozen reference copy; its ``importance_sampling``, ``entropy`` and
+                ``mask_truncated_completions`` correct, regularise and filter the trained tokens.
             engine: generates the completions, chosen here and only here: None = ``HFEngine`` (the policy's own
                 generate); ``VLLMEngine`` (vLLM in process: cpu, colocate) or ``VLLMServerEngine`` (vLLM in its own
-                process on the reserved GPU, or attached by base_url), both run by the ``VLLMRollout`` callback.
+                process on the reserved GPU, or attached by base_url); the ``r1lit`` command adds the
+                ``VLLMEngineCallback`` that starts, syncs and stops a vLLM engine.
             sampling: temperature, top_p, top_k, min_p, repetition_penalty and max_tokens (the max completion length).
             num_generations: G, completions sampled per problem.
             scale_rewards: divide centred rewards by the group's std (``group``, GRPO), the batch's std (``batch``)
                 or not at all (``none``, Dr. GRPO).
             num_iterations: μ, optimizer steps taken on each rollout.
-            importance_sampling: truncated importance-sampling correction for engines that return their own
-                log-probs (vLLM); None = no correction. Mismatch metrics are logged either way.
             micro_batch_size: completions per forward/backward; must divide data.batch_size × num_generations.
             optimizer: the optimizer over the policy's parameters (e.g. ``{class_path: torch.optim.AdamW, init_args:
                 {lr: 2.0e-5}}``); None = the seed recipe's AdamW (lr 3e-6, betas (0.9, 0.99), no weight decay).
@@ -132,37 +99,19 @@ class GRPOModule(L.LightningModule):
                 own ``total_steps`` is fitted to the run's optimizer steps. None = ``CosineWithWarmup`` without warmup
                 (the seed's cosine to 0).
             max_grad_norm: clip the gradient's global norm to this (None = no clipping).
-            gradient_checkpointing: recompute activations in backward to save memory.
-            torch_dtype: dtype the policy (and its reference) is loaded in (transformers' ``torch_dtype``): None =
-                float32 weights (train in ``bf16-mixed`` with them); ``bfloat16`` halves the weights' memory (pure bf16
-                training); ``auto`` = the checkpoint's own dtype.
-            attn_implementation: transformers' attention kernel (``sdpa``, ``eager``, ``flash_attention_2`` where
-                installed); None = transformers' default.
-            logprob_chunk_tokens: tokens per chunk when the LM head turns hidden states into log-probs: the full
-                vocabulary's logits exist for one chunk at a time (forward and backward), never for a whole
-                micro-batch. Models whose logits are more than head(decoder(x)) keep their full logits; None =
-                always the full logits (the path before chunking, for comparisons).
-            bf16_reference: under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its
-                memory; its matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/unit/policy/test_logprobs.py).
             max_consecutive_nonfinite: an update whose loss or gradient norm is NaN/inf is skipped (counted in
                 ``train/skipped_steps``); this many in a row stop the run with an error.
-            mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
-                name; DAPO's overlong filtering). They still count in their group's advantages.
+            policy: how the policy is loaded and run (``PolicyConfig``: dtype, attention kernel, gradient
+                checkpointing, dropout, log-prob chunking, the reference's dtype).
             dynamic_sampling: DAPO's dynamic sampling: drop groups whose rewards are all equal and generate more
                 problems until the batch is full of informative groups (``DynamicSampling``); None = off.
-            entropy_coef: entropy bonus: subtracts entropy_coef × the token-weighted mean entropy of the trained
-                tokens from the loss (0 = off).
-            top_entropy_quantile: train the policy-gradient term only on this top fraction of the rollout's tokens
-                by entropy (TRL's name; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``.
-            val_pass_at_k: validation by answer equivalence alone: ``val/pass@k`` and ``val/maj@k`` from n samples
-                per held-out problem (``PassAtK``), graded by the first ``AccuracyReward``; None = pass@1 only.
             difficulty_filter: skip, before generating, problems whose last group (recently) had zero reward
                 spread (``DifficultyFilter``); needs ``dynamic_sampling``, which draws their replacements.
-            disable_dropout: turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on,
-                log-probs of the same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1.
             async_generation: one-step-off: the engine samples the next step's rollout while this step trains
-                (from weights one update older; ``importance_sampling`` corrects for it, ``rollout/staleness`` logs
-                it). Needs an engine that generates apart from the trainer (``VLLMServerEngine``).
+                (from weights one update older; ``loss.importance_sampling`` corrects for it, ``rollout/staleness``
+                logs it). Needs an engine that generates apart from the trainer (``VLLMServerEngine``).
+            val_pass_at_k: validation by answer equivalence alone: ``val/pass@k`` and ``val/maj@k`` from n samples
+                per held-out problem (``PassAtK``), graded by the first ``AccuracyReward``; None = pass@1 only.
         """
         super().__init__()
         self.automatic_optimization = False
@@ -171,42 +120,33 @@ class GRPOModule(L.LightningModule):
         check_batch_layout(1, num_generations, 1)
         if num_iterations < 1 or micro_batch_size < 1:
             raise ConfigError("model.num_iterations and model.micro_batch_size must be >= 1")
-        if not 0.0 < top_entropy_quantile <= 1.0 or entropy_coef < 0:
-            raise ConfigError(f"model.top_entropy_quantile must be in (0, 1] and entropy_coef >= 0, got "
-                              f"{top_entropy_quantile} and {entropy_coef}")
-        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "importance_sampling", "dynamic_sampling",
-                                         "val_pass_at_k", "difficulty_filter", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["rewards", "loss", "engine", "sampling", "dynamic_sampling", "val_pass_at_k",
+                                          "difficulty_filter", "optimizer", "scheduler", "policy"])
+        self.hparams["policy"] = dataclasses.asdict(policy)  # plain values: checkpoints load with weights_only
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.rewards, self.sampling = list(rewards), sampling
+        self.rewards, self.sampling, self.policy_config = list(rewards), sampling, policy
         self.loss = loss if loss is not None else GRPOLoss()
         self.engine = engine if engine is not None else HFEngine()
         self.num_generations, self.scale_rewards = num_generations, scale_rewards
         self.num_iterations, self.micro_batch_size = num_iterations, micro_batch_size
-        self.importance_sampling = importance_sampling
-        self.mask_truncated_completions, self.dynamic_sampling = mask_truncated_completions, dynamic_sampling
-        self.entropy_coef, self.top_entropy_quantile = entropy_coef, top_entropy_quantile
-        if val_pass_at_k is not None and not any(isinstance(r, AccuracyReward) for r in rewards):
+        # the accuracy reward, found once: val/accuracy and pass@k grade with it
+        self.accuracy = next((r for r in self.rewards if isinstance(r, AccuracyReward)), None)
+        self.set_accuracy = SetAccuracy()  # named validation sets: val/accuracy is the mean of theirs
+        if val_pass_at_k is not None and self.accuracy is None:
             raise ConfigError("model.val_pass_at_k grades by answer equivalence: add an AccuracyReward to model.rewards")
         self.val_pass_at_k = val_pass_at_k
-        if difficulty_filter is not None and dynamic_sampling is None:
-            raise ConfigError("model.difficulty_filter skips problems that dynamic sampling replaces: set "
-                              "model.dynamic_sampling too (e.g. {class_path: DynamicSampling})")
-        self.difficulty_filter = difficulty_filter
-        if async_generation and not isinstance(self.engine, BackgroundGeneration):
-            raise ConfigError(f"model.async_generation generates the next rollout while the trainer updates the weights: "
-                              f"{type(self.engine).__name__} cannot (it shares the trainer's weights or process); use "
-                              "model.engine: VLLMServerEngine, or set async_generation: false")
-        self.one_step_off = OneStepOff() if async_generation else None
-        if logprob_chunk_tokens is not None and logprob_chunk_tokens < 1:
-            raise ConfigError(f"model.logprob_chunk_tokens must be >= 1 (or null for full logits), got {logprob_chunk_tokens}")
-        self.completion_logprobs = CompletionLogprobs(sampling.temperature, logprob_chunk_tokens or 1,
-                                                      chunked=logprob_chunk_tokens is not None)
+        self.producer = RolloutProducer(self.engine, self.rewards, sampling, num_generations, num_iterations,
+                                        dynamic_sampling, difficulty_filter, one_step_off=async_generation)
+        chunk = policy.logprob_chunk_tokens
+        self.completion_logprobs = CompletionLogprobs(sampling.temperature, chunk or 1, chunked=chunk is not None)
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
+        self.update = PolicyUpdate(self.loss, self.completion_logprobs, micro_batch_size, num_iterations,
+                                   sampling.max_tokens, max_grad_norm, self.nonfinite)
         self.tokenizer = load_tokenizer(model_name_or_path)
-        self.policy = load_policy(model_name_or_path, torch_dtype, attn_implementation)
-        if disable_dropout:
+        self.policy = load_policy(model_name_or_path, policy.dtype, policy.attn_implementation)
+        if policy.disable_dropout:
             disable_dropout_in_model(self.policy)  # before the reference is copied from it
-        if gradient_checkpointing:
+        if policy.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.
         self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if self.loss.beta > 0 else []
@@ -226,15 +166,18 @@ class GRPOModule(L.LightningModule):
             check_batch_layout(datamodule.batch_size, self.num_generations, self.micro_batch_size)
         if is_deepspeed(self.trainer.strategy):  # before the strategy builds the engine from its config
             configure_deepspeed(self.trainer.strategy, self.hparams.max_grad_norm, self.micro_batch_size)
+        if isinstance(self.engine, VLLMSettings) and not any(getattr(c, "engine", None) is self.engine
+                                                             for c in self.trainer.callbacks):  # its setup ran first
+            raise ConfigError(f"model.engine {type(self.engine).__name__} is started and synced by the VLLMEngineCallback: "
+                              "the r1lit command adds it; a Trainer built in Python needs callbacks=[VLLMEngineCallback()]")
         self.engine.bind(self.policy, self.tokenizer)
-        if self.one_step_off is not None:
-            if not hasattr(datamodule, "lookahead"):
-                raise ConfigError("model.async_generation needs each batch's successor from the data: use MathDataModule")
-            datamodule.lookahead = True
+        if self.producer.one_step_off is not None and not getattr(datamodule, "lookahead", False):
+            raise ConfigError("model.async_generation needs each batch's successor from the data: use MathDataModule "
+                              "with lookahead=True (the r1lit command sets it from model.async_generation)")
 
     def on_fit_start(self) -> None:
         if self.ref_model is not None:
-            bf16 = self.hparams.bf16_reference and str(self.trainer.precision) == "bf16-mixed"
+            bf16 = self.policy_config.bf16_reference and str(self.trainer.precision) == "bf16-mixed"
             self.ref_model.to(self.device, dtype=torch.bfloat16 if bf16 else None)
         self.policy.train()
 
@@ -243,24 +186,16 @@ class GRPOModule(L.LightningModule):
             reward.close()  # worker processes; they start again if the rewards are used again
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # running totals and skipped-update counts survive a resume
+        # running totals, skipped-update counts and the producer's state survive a resume
         checkpoint["r1lit_counters"] = {"samples_seen": self.samples_seen, "num_tokens": self.num_tokens}
         checkpoint["nonfinite"] = self.nonfinite.state_dict()
-        if self.difficulty_filter is not None:
-            checkpoint["difficulty_filter"] = self.difficulty_filter.state_dict()
-        if self.one_step_off is not None:  # every rank's rollout in flight (see r1lit.producer.one_step_off)
-            checkpoint["r1lit_in_flight"] = {"world_size": self.trainer.world_size,
-                                             "ranks": gather_objects(self.one_step_off.state_dict())}
+        checkpoint.update(self.producer.state_dict(self.trainer.world_size))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("r1lit_counters", {})
         self.samples_seen, self.num_tokens = counters.get("samples_seen", 0), counters.get("num_tokens", 0)
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite", {}))
-        if self.difficulty_filter is not None:
-            self.difficulty_filter.load_state_dict(checkpoint.get("difficulty_filter", {}))
-        in_flight = checkpoint.get("r1lit_in_flight")
-        if self.one_step_off is not None and in_flight is not None:
-            self.one_step_off.load_state_dict(in_flight, self.global_rank, self.trainer.world_size)
+        self.producer.load_state_dict(checkpoint, self.global_rank, self.trainer.world_size)
 
     def configure_optimizers(self):
         optimizer = (self.make_optimizer or default_optimizer)(self.policy.parameters())
@@ -274,31 +209,29 @@ class GRPOModule(L.LightningModule):
 
     # ---- the GRPO step --------------------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, list], batch_idx: int) -> dict:
+    def training_step(self, batch: ProblemBatch, batch_idx: int) -> dict:
         start = time.perf_counter()
-        G, timers = self.num_generations, {"generate": 0.0, "score": 0.0, "skipped": 0}
-        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank)  # differs per rank, same on resume
-        pending = self.one_step_off.take(batch["problem"]) if self.one_step_off is not None else None
-        if pending is None:
-            pending = self._ask_rollout(batch, seed, timers)
-        staleness = self.global_step - pending.weights_step  # updates between the sampling weights and these
-        if self.one_step_off is not None and batch.get("next") is not None:  # next step's rollout, while this one trains
-            next_seed = derive_seed(self.sampling.seed, self.global_step + self.num_iterations, self.global_rank)
-            self.one_step_off.pending = self._ask_rollout(batch["next"], next_seed, None)
-        scored = self._score_rollout(pending, timers)
-        pool, trained_groups, filled = scored, None, None
-        if self.dynamic_sampling is not None:
-            filled = self.dynamic_sampling.fill(scored, len(batch["prompt"]), self._more_problems(timers), max_over_ranks)
-            scored, pool, trained_groups = filled.selected, filled.pool, filled.trained
-        rollout, rewards = scored.rollout.to(self.device), scored.rewards
-        advantages = group_advantages(rewards, G, self.scale_rewards).to(self.device)  # [N]
-        trained = trained_rows(rollout.truncated, G, trained_groups, self.mask_truncated_completions)  # [N] bool
+        # 1-2. rollout and score (one-step-off, difficulty filter, dynamic sampling inside)
+        produced = self.producer.produce(batch, self.global_step, self.global_rank,
+                                         getattr(getattr(self.trainer, "datamodule", None), "draw_extra", None))
+        scored, rollout = produced.scored, produced.scored.rollout.to(self.device)
+        # 3. advantages, and the completions that get loss
+        advantages = group_advantages(scored.rewards, self.num_generations, self.scale_rewards).to(self.device)  # [N]
+        trained = self.loss.trained_rows(rollout.truncated, self.num_generations, produced.trained_groups)  # [N]
         scored_at = time.perf_counter()
+        # 4. optimise: μ updates over micro-batches
+        stats = self.update(self, self.policy, self.ref_model, rollout, advantages,
+                            rollout.completion_mask * trained.unsqueeze(1).to(self.device))  # mask [N, C]
+        # 5. log
+        self._log_step(produced, stats, len(batch), {"step_time": time.perf_counter() - start,
+                                                     "time/optimise": time.perf_counter() - scored_at})
+        groups = scored_groups(scored.batch, scored.rollout, scored.per_reward, scored.rewards, advantages,
+                               [r.name for r in self.rewards])
+        return {"groups": groups, "rollout": rollout}  # callbacks: what was trained on (tensors on the device)
 
-        stats = self._optimise(rollout, advantages, rollout.completion_mask * trained.unsqueeze(1).to(self.device))
-        done = time.perf_counter()
-
-        generated = pool.rollout  # every completion generated this step (dynamic sampling's dropped groups too)
+    def _log_step(self, produced: ProducedRollout, stats: dict[str, float], size: int, times: dict[str, float]) -> None:
+        """Counts every completion generated this step (dynamic sampling's dropped groups too) and logs the step."""
+        generated = produced.pool.rollout
         counts = torch.stack([generated.prompt_mask.sum() + generated.completion_mask.sum(),
                               torch.tensor(len(generated.texts))]).float().to(self.device)  # [tokens, completions]
         lengths, truncated = generated.completion_lengths.to(self.device), generated.truncated.to(self.device)  # [N'], [N']
@@ -307,178 +240,23 @@ class GRPOModule(L.LightningModule):
             lengths, truncated = gather_uneven(lengths), gather_uneven(truncated.long())
         self.num_tokens += int(counts[0])
         self.samples_seen += int(counts[1])
-
-        if self.difficulty_filter is not None:
-            self._remember_difficulty(pool)
+        produced_times = produced.times
         metrics = as_tensors({
-            **rollout_metrics(pool, self.rewards, lengths, truncated),
-            **({"difficulty_filter/skipped": timers["skipped"]} if self.difficulty_filter is not None else {}),
-            **dynamic_sampling_metrics(filled),
+            **rollout_metrics(produced.pool, self.rewards, lengths, truncated),
+            **({"difficulty_filter/skipped": produced_times.skipped} if self.producer.difficulty_filter else {}),
+            **(produced.filled.metrics() if produced.filled is not None else {}),
             "num_tokens": self.num_tokens,
             **optimise_metrics(stats, self.loss.beta),
             "train/skipped_steps": self.nonfinite.skipped,
-            "step_time": done - start,
-            "time/generate": timers["generate"],
-            "time/score": timers["score"],
-            "time/optimise": done - scored_at,
-            "rollout/staleness": staleness,
+            "step_time": times["step_time"],
+            "time/generate": produced_times.generate,
+            "time/score": produced_times.score,
+            "time/optimise": times["time/optimise"],
+            "rollout/staleness": produced.staleness,
         }, self.device)
-        sync, size = self.trainer.world_size > 1, len(batch["prompt"])
+        sync = self.trainer.world_size > 1
         self.log("reward", metrics.pop("reward"), prog_bar=True, on_step=True, sync_dist=sync, batch_size=size)
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=sync, batch_size=size)
-        groups = scored_groups(scored.batch, scored.rollout, scored.per_reward, scored.rewards, advantages,
-                               [r.name for r in self.rewards])
-        return {"groups": groups, "rollout": rollout}  # callbacks: what was trained on (tensors on the device)
-
-    def _generate_and_score(self, batch: dict[str, list], seed: int, timers: dict[str, float]) -> Scored:
-        """G completions for each problem of ``batch`` (less those the difficulty filter skips), scored; adds the
-        seconds spent, and the problems skipped, to ``timers``."""
-        return self._score_rollout(self._ask_rollout(batch, seed, timers), timers)
-
-    def _ask_rollout(self, batch: dict[str, list], seed: int, timers: dict[str, float] | None) -> Pending:
-        """Ask the engine for G completions of each problem of ``batch`` (less those the difficulty filter skips):
-        in the foreground with ``timers`` (seconds added to them), in the background (one-step-off) without."""
-        problems, skipped = list(batch["problem"]), 0
-        batch = {key: values for key, values in batch.items() if key != "next"}
-        if self.difficulty_filter is not None:
-            skip = self.difficulty_filter.skips(batch["problem"], self.global_step)
-            batch = {key: [v for v, s in zip(values, skip) if not s] for key, values in batch.items()}
-            skipped = sum(skip)
-        weights_step = self.engine.weights_step if self.engine.weights_step is not None else self.global_step
-        start, G = time.perf_counter(), self.num_generations
-        with engine_failure(self.engine, "generating"):
-            if timers is None:
-                future = self.engine.submit(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed)
-            else:
-                future = finished(self.engine.generate(batch["prompt_ids"], n=G, sampling=self.sampling, seed=seed))
-                timers["generate"] += time.perf_counter() - start
-        return Pending(problems, batch, weights_step, future, skipped)
-
-    def _score_rollout(self, pending: Pending, timers: dict[str, float]) -> Scored:
-        """Score a rollout asked for (waiting for it if it is still being generated: that wait counts as generation)."""
-        start, G, batch = time.perf_counter(), self.num_generations, pending.batch
-        with engine_failure(self.engine, "generating"):
-            rollout = pending.future.result()
-        generated = time.perf_counter()
-        prompts = [p for p in batch["prompt"] for _ in range(G)]  # [N]
-        answers = [a for a in batch["answer"] for _ in range(G)]  # [N]
-        per_reward, errors = score_completions(  # [R, N], [R]
-            self.rewards, prompts, rollout.texts, answers, rollout.completion_lengths.tolist(), self.sampling.max_tokens
-        )
-        timers["generate"] += generated - start
-        timers["score"] += time.perf_counter() - generated
-        timers["skipped"] += pending.skipped
-        return Scored(batch, rollout.to("cpu"), per_reward, weighted_sum(self.rewards, per_reward), errors)
-
-    def _more_problems(self, timers: dict[str, float]):
-        """Dynamic sampling's source of extra rounds: problems from the datamodule's extra stream, sampled with a
-        seed of their own per (step, rank, round)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "draw_extra"):
-            raise ConfigError("model.dynamic_sampling draws extra problems from the datamodule: use MathDataModule")
-
-        def more(round_: int, count: int) -> Scored:
-            seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, DYNAMIC_SAMPLING_KEY, round_)
-            return self._generate_and_score(datamodule.draw_extra(count), seed, timers)
-
-        return more
-
-    def _remember_difficulty(self, pool: Scored) -> None:
-        """Tell the difficulty filter which problems came out flat; every rank learns every rank's results."""
-        seen = (pool.batch["problem"], zero_spread(pool.rewards, self.num_generations).tolist())
-        everyone = gather_objects(seen)
-        for problems, flat in everyone:
-            self.difficulty_filter.update(problems, flat, self.global_step)
-
-    def _optimise(self, rollout: Rollout, advantages: Tensor, mask: Tensor) -> dict[str, float]:
-        """μ optimizer steps over the rollout, each accumulating micro-batch gradients into one update. ``mask``
-        [N, C]: the completion tokens that get loss (the completion mask minus rows left out of training).
-        Per-micro-batch statistics stay on the device; they are read to the host once per update."""
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        input_ids, attention = rollout.sequences()  # [N, P + C] each
-        global_tokens = float(self.all_gather(mask.sum()).sum()) if self.trainer.world_size > 1 else float(mask.sum())
-        token_weights = self.loss.token_weights(mask, self.sampling.max_tokens, global_tokens, self.trainer.world_size)  # [N, C]
-        starts = range(0, mask.shape[0], self.micro_batch_size)
-        widths = mask.sum(dim=1).split(self.micro_batch_size)  # each micro-batch's longest trained completion
-        slices = [(slice(i, i + self.micro_batch_size), int(w)) for i, w in zip(starts, torch.stack([w.max() for w in widths]).tolist())]
-
-        ds_engine = deepspeed_engine(self.trainer)
-        sampler = rollout.sampler_logprobs  # [N, C] or None
-        # the trainer's pre-update log-probs of the sampled tokens, [N, C], for the mismatch metrics (no host sync here)
-        pre_update = torch.zeros(mask.shape, device=mask.device) if sampler is not None else None
-        old_logps = ref_logps = None
-        zero = torch.zeros((), device=mask.device)
-        sums = {"entropy": zero, "tokens": zero, "trained_entropy": zero, "trained_tokens": zero, "is_masked": zero}
-        with torch.no_grad():
-            if self.num_iterations > 1 or self.top_entropy_quantile < 1.0:
-                old_logps, old_entropy = self._logps_batched(self.policy, input_ids, attention, mask, slices, entropy=True)
-                if self.num_iterations == 1:
-                    old_logps = None  # only the entropies were wanted; μ = 1 uses the live log-probs detached
-            if self.ref_model is not None:
-                ref_logps, _ = self._logps_batched(self.ref_model, input_ids, attention, mask, slices)
-        pg_mask = mask.float()  # [N, C]: tokens whose policy-gradient term counts
-        if self.top_entropy_quantile < 1.0:
-            pg_mask = high_entropy_mask(old_entropy, mask, self.top_entropy_quantile)
-
-        for iteration in range(self.num_iterations):
-            total_loss, total = zero, LossStats()
-            for k, (mb, width) in enumerate(slices):
-                last = k == len(slices) - 1
-                mark_accumulation_boundary(ds_engine, last)
-                with self._no_sync(last):
-                    # the entropy of the policy that sampled the rollout is measured at iteration 0, from the same pass
-                    mode = "grad" if self.entropy_coef > 0 else ("metric" if iteration == 0 else "none")
-                    logps, entropy = self.completion_logprobs(  # [n, width] each
-                        self.policy, input_ids[mb], attention[mb], mask.shape[1], width, mode)
-                    m = mask[mb, :width]  # [n, width]
-                    if iteration == 0:
-                        h, pg = entropy.detach(), pg_mask[mb, :width]
-                        sums["entropy"] = sums["entropy"] + (h * m).sum()
-                        sums["tokens"] = sums["tokens"] + m.sum()
-                        sums["trained_entropy"] = sums["trained_entropy"] + (h * pg).sum()
-                        sums["trained_tokens"] = sums["trained_tokens"] + pg.sum()
-                    old = old_logps[mb, :width] if old_logps is not None else logps.detach()
-                    ref = ref_logps[mb, :width] if ref_logps is not None else None
-                    is_weights = None
-                    if sampler is not None:
-                        sampled = sampler[mb, :width]
-                        if iteration == 0:
-                            pre_update[mb, :width] = old.detach()
-                        if self.importance_sampling is not None:
-                            is_weights = self.importance_sampling.weights(old, sampled, m)
-                            if iteration == 0:
-                                sums["is_masked"] = sums["is_masked"] + ((is_weights == 0) & m.bool()).sum()
-                    if self.top_entropy_quantile < 1.0:
-                        pg = pg_mask[mb, :width]
-                        is_weights = pg if is_weights is None else is_weights * pg
-                    loss, stats = self.loss(logps, old, ref, advantages[mb], token_weights[mb, :width], is_weights)
-                    if self.entropy_coef > 0:  # the bonus, weighted like the loss's own tokens
-                        loss = loss - self.entropy_coef * (entropy * token_weights[mb, :width]).sum()
-                    self.manual_backward(loss)
-                total_loss = total_loss + loss.detach()
-                total = total + stats
-            grad_norm = self._clip_gradients() if ds_engine is None else None  # DeepSpeed clips inside its step
-            lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (logged before the scheduler moves it)
-            stepped, grad_norm = guarded_step(self.nonfinite, optimizer, float(total_loss), grad_norm,
-                                              self.trainer.strategy, ds_engine)
-            if not stepped:  # NaN/inf: no step (DeepSpeed discards it inside its own), no LR step
-                continue
-            scheduler.step()
-        scalars = {**sums, "loss": total_loss, **{f.name: getattr(total, f.name) for f in dataclasses.fields(total)}}
-        host = dict(zip(scalars, torch.stack([torch.as_tensor(v, dtype=torch.float32, device=mask.device).reshape(())
-                                              for v in scalars.values()]).tolist()))
-        total = LossStats(**{field.name: host[field.name] for field in dataclasses.fields(LossStats)})
-        out = {
-            "loss": host["loss"], "grad_norm": grad_norm, "lr": lr, "kl": total.mean("kl"),
-            "clip_low": total.mean("clip_low"), "clip_high": total.mean("clip_high"),
-            "entropy": host["entropy"] / max(host["tokens"], 1.0),
-            "entropy_trained": host["trained_entropy"] / max(host["trained_tokens"], 1.0),
-        }
-        if pre_update is not None:
-            out.update(sampling_mismatch(pre_update, sampler, mask))
-            if self.importance_sampling is not None:
-                out["is_masked_ratio"] = host["is_masked"] / max(host["tokens"], 1.0)
-        return out
 
     @torch.no_grad()
     def rollout_logprobs(self, rollout: Rollout) -> Tensor:
@@ -488,92 +266,51 @@ class GRPOModule(L.LightningModule):
         width = rollout.completion_ids.shape[1]
         return self.completion_logprobs(self.policy, input_ids, attention, width, width)[0]
 
-    def _logps_batched(
-        self, model, input_ids: Tensor, attention: Tensor, mask: Tensor, slices: list[tuple[slice, int]],
-        entropy: bool = False,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Log-probs of every completion token, micro-batch by micro-batch ((rows, width) pairs), and with
-        ``entropy`` the entropies at the same positions. Returns ([N, C], [N, C] or None), 0 beyond each width."""
-        out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-        ent = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device) if entropy else None
-        for mb, width in slices:
-            logps, h = self.completion_logprobs(model, input_ids[mb], attention[mb], mask.shape[1], width,
-                                                "metric" if entropy else "none")
-            out[mb, :width] = logps
-            if entropy:
-                ent[mb, :width] = h
-        return out, ent
-
-    def _no_sync(self, last: bool):
-        """Skip DDP's gradient all-reduce on all but the last micro-batch of an update."""
-        wrapped = getattr(self.trainer.strategy, "model", None)
-        if not last and hasattr(wrapped, "no_sync") and isinstance(wrapped, torch.nn.parallel.DistributedDataParallel):
-            return wrapped.no_sync()
-        return contextlib.nullcontext()
-
-    def _clip_gradients(self) -> float:
-        params = [p for p in self.policy.parameters() if p.grad is not None]
-        if not params:
-            return 0.0
-        max_norm = self.hparams.max_grad_norm if self.hparams.max_grad_norm is not None else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-
     # ---- validation -----------------------------------------------------------------------------------------
 
-    def validation_step(self, batch: dict[str, list], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: ProblemBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """One sampled completion per held-out problem, scored by the training rewards; with ``val_pass_at_k``, n
         per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k.
-        With named validation sets (``data.val_sources``) every metric is logged as ``val/<name>/…`` and
-        ``val/accuracy`` is the mean of the sets' accuracies (``on_validation_epoch_end``)."""
-        names = getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []
+        With named sets (``data.val_sources``) every metric is ``val/<name>/…``; ``val/accuracy`` is their mean."""
+        names = self._val_names()
         name = names[dataloader_idx] if names else None
-        prefix = f"val/{name}/" if name else "val/"
         n = self.val_pass_at_k.n if self.val_pass_at_k is not None else 1
-        keys = (1 + batch_idx,) if dataloader_idx == 0 else (1 + batch_idx, dataloader_idx)  # each set its own seeds
-        seed = derive_seed(self.sampling.seed, self.global_step, self.global_rank, *keys)
+        seed = validation_seed(self.sampling.seed, self.global_step, self.global_rank, batch_idx, dataloader_idx)
         with engine_failure(self.engine, "generating"):
-            rollout = self.engine.generate(batch["prompt_ids"], n=n, sampling=self.sampling, seed=seed)
+            rollout = self.engine.generate(batch.prompt_ids, n=n, sampling=self.sampling, seed=seed)
         first = list(range(0, len(rollout.texts), n))  # each problem's first sample
         per_reward, _ = score_completions(  # [R, B]
-            self.rewards, batch["prompt"], [rollout.texts[i] for i in first], batch["answer"],
+            self.rewards, batch.prompts, [rollout.texts[i] for i in first], batch.answers,
             rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
         )
-        size = len(batch["prompt"])
 
         def log(metric: str, value: Tensor) -> None:
-            self.log(prefix + metric, value.to(self.device), batch_size=size, sync_dist=True, add_dataloader_idx=False)
+            self.log(f"val/{name}/{metric}" if name else f"val/{metric}", value.to(self.device), batch_size=len(batch),
+                     sync_dist=True, add_dataloader_idx=False)
 
         log("reward", weighted_sum(self.rewards, per_reward).mean())
-        accuracy = [row for reward, row in zip(self.rewards, per_reward) if isinstance(reward, AccuracyReward)]
-        if accuracy:  # pass@1: one sample per problem, scored by the (first) accuracy reward
-            log("accuracy", accuracy[0].mean())
-            if name is not None:  # the set's correct and total, for the mean over sets
-                if not hasattr(self, "_val_totals"):
-                    self.on_validation_epoch_start()
-                totals = self._val_totals.setdefault(name, torch.zeros(2, dtype=torch.float64))
-                totals += torch.tensor([float(accuracy[0].sum()), float(size)], dtype=torch.float64)
+        if self.accuracy is not None:  # pass@1: one sample per problem, scored by the (first) accuracy reward
+            row = per_reward[self.rewards.index(self.accuracy)]
+            log("accuracy", row.mean())
+            if name is not None:
+                self.set_accuracy.add(name, row)
         for reward, row in zip(self.rewards, per_reward):
             log(f"rewards/{reward.name}/mean", row.mean())
         if self.val_pass_at_k is not None:
-            grader = next(r for r in self.rewards if isinstance(r, AccuracyReward))  # equivalence only, no format
-            golds = [a for a in batch["answer"] for _ in range(n)]
-            correct = grader([p for p in batch["prompt"] for _ in range(n)], rollout.texts, golds)
+            golds = [a for a in batch.answers for _ in range(n)]  # graded by equivalence only, no format
+            correct = self.accuracy([p for p in batch.prompts for _ in range(n)], rollout.texts, golds)
             extracted = [extract_answer(text) for text in rollout.texts]
             for metric, value in self.val_pass_at_k.metrics(extracted, correct).items():
                 log(metric, torch.tensor(value))
 
+    def _val_names(self) -> list[str]:
+        return getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []
+
     def on_validation_epoch_start(self) -> None:
-        self._val_totals: dict[str, Tensor] = {}  # set name -> [correct, problems] on this rank
+        self.set_accuracy.reset()
 
     def on_validation_epoch_end(self) -> None:
-        """``val/accuracy`` over named sets: the mean of their accuracies (each set counts once, whatever its size)."""
-        names = getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []
-        if not names:
-            return
-        totals = torch.stack([self._val_totals.get(name, torch.zeros(2, dtype=torch.float64)) for name in names])
-        totals = totals.to(self.device)  # [sets, 2]
-        if self.trainer.world_size > 1:
-            totals = self.all_gather(totals).sum(dim=0)
-        accuracies = [c / t for c, t in totals.tolist() if t > 0]
-        if accuracies:
-            self.log("val/accuracy", torch.tensor(sum(accuracies) / len(accuracies), device=self.device))
+        if names := self._val_names():
+            mean = self.set_accuracy.mean(names, self.device, self.all_gather if self.trainer.world_size > 1 else None)
+            if mean is not None:
+                self.log("val/accuracy", torch.tensor(mean, device=self.device))

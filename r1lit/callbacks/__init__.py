@@ -7,6 +7,7 @@ from r1lit.callbacks.health import TrainingHealth
 from r1lit.callbacks.hf_export import HFExport
 from r1lit.callbacks.print_groups import PrintGroups
 from r1lit.callbacks.step_progress import StepProgressBar
-from r1lit.callbacks.vllm_engine import VLLMRollout
+from r1lit.callbacks.vllm_engine import VLLMEngineCallback, VLLMRollout
 
-__all__ = ["AhaMonitor", "CompletionLog", "GracefulStop", "HFExport", "PrintGroups", "StepProgressBar", "TrainingHealth", "VLLMRollout"]
+__all__ = ["AhaMonitor", "CompletionLog", "GracefulStop", "HFExport", "PrintGroups", "StepProgressBar", "TrainingHealth",
+           "VLLMEngineCallback", "VLLMRollout"]

@@ -1,10 +1,11 @@
-"""VLLMRollout: starts the module's vLLM engine, keeps its weights equal to the policy's, and stops it.
+"""VLLMEngineCallback: starts the module's vLLM engine, keeps its weights equal to the policy's, and stops it.
 
 The engine is chosen in one place, ``model.engine``: ``VLLMEngine`` (in the training process: ``cpu``, or
 ``colocate`` with one engine per rank) or ``VLLMServerEngine`` (its own process: ``reserved`` GPU, or attached by
-``base_url``). This callback only runs its life: start at setup (every rank together), push weights at train start
-(which also covers a resume: Lightning restores the checkpoint before it) and after every
-``sync_every_n_steps``-th optimizer step, close at teardown or on an exception.
+``base_url``). The ``r1lit`` command adds this callback whenever ``model.engine`` is one of them; list it in
+``trainer.callbacks`` only to change ``sync_every_n_steps``. It only runs the engine's life: start at setup (every
+rank together), push weights at train start (which also covers a resume: Lightning restores the checkpoint before
+it) and after every ``sync_every_n_steps``-th optimizer step, close at teardown or on an exception.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import full_parameters, zero_stage
 
 
-class VLLMRollout(L.Callback):
+class VLLMEngineCallback(L.Callback):
     """Runs the life of ``model.engine`` (a vLLM engine) and pushes the policy's weights into it."""
 
     def __init__(self, sync_every_n_steps: int = 1):
@@ -44,12 +45,12 @@ class VLLMRollout(L.Callback):
         engine = getattr(pl_module, "engine", None)
         if not isinstance(engine, VLLMSettings):
             raise ConfigError(
-                f"VLLMRollout runs a vLLM engine, but model.engine is {type(engine).__name__}; set model.engine to "
-                "VLLMEngine (in process) or VLLMServerEngine (its own process), or drop the VLLMRollout callback"
+                f"VLLMEngineCallback runs a vLLM engine, but model.engine is {type(engine).__name__}; set model.engine "
+                "to VLLMEngine (in process) or VLLMServerEngine (its own process), or drop the callback"
             )
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "max_prompt_length"):
-            raise ConfigError("VLLMRollout sizes the engine from the datamodule's max_prompt_length and batch_size; "
+            raise ConfigError("VLLMEngineCallback sizes the engine from the datamodule's max_prompt_length and batch_size; "
                               "train with a MathDataModule (data: in the config)")
         model_path = resolve_model_path(pl_module.hparams.model_name_or_path)
         launch = EngineLaunch(
@@ -103,3 +104,7 @@ class VLLMRollout(L.Callback):
     def _close(self) -> None:
         if self.engine is not None:
             self.engine.close()
+
+
+class VLLMRollout(VLLMEngineCallback):
+    """``VLLMEngineCallback`` under the name existing configs use (``class_path: VLLMRollout``)."""

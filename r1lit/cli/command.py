@@ -26,23 +26,27 @@ import r1lit.training.optim  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
 import r1lit.eval.pass_at_k  # noqa: F401
-from r1lit.callbacks import GracefulStop, StepProgressBar, TrainingHealth
+from r1lit.callbacks import GracefulStop, StepProgressBar, TrainingHealth, VLLMEngineCallback
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
 from r1lit.cli.errors import STARTUP, USAGE, exit_code
 from r1lit.errors import ConfigError
-from r1lit.module import GRPOModule, check_batch_layout
+from r1lit.grpo.optimise import check_batch_layout
+from r1lit.module import GRPOModule
 from r1lit.cli.resume import resolve_ckpt_path
 from r1lit.cli.run_folder import RunFolder, keep_csv_history
+from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import resolve_deepspeed_json
 
 
 class R1LitCLI(LightningCLI):
-    """Links the settings written once (model path → tokenizer) and checks combinations before anything loads."""
+    """Links the settings written once (model path → tokenizer, one-step-off → the data's lookahead) and checks
+    combinations before anything loads."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.model_name_or_path", "data.tokenizer")
+        parser.link_arguments("model.async_generation", "data.lookahead")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -74,18 +78,22 @@ class R1LitCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs):
-        """Adds what a config leaves out of fault tolerance: ``GracefulStop`` and atomic checkpoint writes."""
+        """Adds what the config implies: the ``VLLMEngineCallback`` that runs a vLLM ``model.engine``, and what
+        it leaves out of fault tolerance and display: ``GracefulStop``, atomic checkpoint writes, the step bar."""
         trainer = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
-        added = []
+        first, added = [], []
+        engine = getattr(self.model, "engine", None)
+        if isinstance(engine, VLLMSettings) and not any(isinstance(c, VLLMEngineCallback) for c in callbacks):
+            first.append(VLLMEngineCallback())  # first: the engine is up before any watcher's setup
         if not any(isinstance(c, GracefulStop) for c in callbacks):
             added.append(GracefulStop())
         if not any(isinstance(c, TrainingHealth) for c in callbacks):
             added.append(TrainingHealth())  # names the fix when a run stops learning; stops on a frozen engine
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             added.append(StepProgressBar())  # steps of max_steps, not batches of an epoch
-        if added:
-            kwargs.setdefault("callbacks", [*callbacks, *added])
+        if first or added:
+            kwargs.setdefault("callbacks", [*first, *callbacks, *added])
         strategy_io = getattr(trainer.get("strategy"), "_checkpoint_io", None)  # Lightning refuses two
         if strategy_io is None and not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])

@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from r1lit.data.batch import ProblemBatch
 from r1lit.data.extra import ExtraProblems
 from r1lit.data.prompts import ChatPrompt, PromptTemplate
 from r1lit.data.sampler import ResumableLoader, ResumableSampler
@@ -26,8 +27,8 @@ class MathDataModule(L.LightningDataModule):
     """Loads problems from a source, renders prompts, drops those over ``max_prompt_length`` tokens and rejects gold
     answers that cannot be graded (they could never be rewarded correctly): prose (``Proof``, a sentence; see
     ``r1lit.grading.golds``) and golds that neither parse nor read as well-formed text. The load report counts each
-    reason and quotes a few of the dropped golds. Batches are lists of prompts; the module samples G completions
-    for each.
+    reason and quotes a few of the dropped golds. Batches are ``ProblemBatch``es; the module samples G completions
+    for each problem.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class MathDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_source: ProblemSource | None = None,
         val_sources: dict[str, ProblemSource] | None = None,
+        lookahead: bool = False,
     ):
         """
         Args:
@@ -65,6 +67,8 @@ class MathDataModule(L.LightningDataModule):
                 DatasetSource, init_args: {path: HuggingFaceH4/MATH-500, split: test}}`` and ``gsm8k: {…
                 openai/gsm8k, name: main, split: test}`` (presets for MATH-500, GSM8K, AIME, AMC are found from
                 the hub id). With ``val_size`` or ``val_source`` too, that set is one more, named ``heldout``.
+            lookahead: each training batch also carries its successor (``ProblemBatch.next``) for one-step-off
+                generation; the ``r1lit`` command sets it from ``model.async_generation``.
         """
         super().__init__()
         if batch_size < 1:
@@ -90,7 +94,7 @@ class MathDataModule(L.LightningDataModule):
         self.stats: dict[str, int] = {}
         self._resume: dict | None = None  # data position from a checkpoint, applied when the loader is built
         self._extra: ExtraProblems | None = None  # this rank's stream of problems drawn beyond the batches
-        self.lookahead = False  # each batch also carries the next one ("next"); set by model.async_generation
+        self.lookahead = lookahead
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -180,16 +184,16 @@ class MathDataModule(L.LightningDataModule):
                                "order of the resumed epoch is not the uninterrupted run's")
             sampler.resume(state["epoch"], batches_done)
         return ResumableLoader(
-            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
+            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, collate_fn=ProblemBatch.collate,
             num_workers=self.num_workers, lookahead=self.lookahead,
         )
 
-    def draw_extra(self, count: int) -> dict[str, list]:
+    def draw_extra(self, count: int) -> ProblemBatch:
         """``count`` more training problems for this rank, beyond its batches (dynamic sampling), as a batch. Every
         rank draws the same number, so the count saved by rank 0 is every rank's."""
         if self._extra is None:
             raise RuntimeError("draw_extra is called during training, after train_dataloader")
-        return collate([self.train_set[i] for i in self._extra.draw(count)])
+        return ProblemBatch.collate([self.train_set[i] for i in self._extra.draw(count)])
 
     def state_dict(self) -> dict:
         """The data position: batches (per rank) the current epoch has trained on, and problems (per rank) drawn
@@ -219,7 +223,7 @@ class MathDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader for the unnamed set; one per named set (``val_names`` order) with ``val_sources``."""
         def loader(examples: list[dict]) -> DataLoader:
-            return DataLoader(examples, batch_size=self.batch_size, shuffle=False, collate_fn=collate,
+            return DataLoader(examples, batch_size=self.batch_size, shuffle=False, collate_fn=ProblemBatch.collate,
                               num_workers=self.num_workers)
 
         if self.val_sets:
@@ -235,7 +239,3 @@ def _examples(reason: str, golds: list[str]) -> str:
     more = f" and {len(golds) - SHOWN_EXAMPLES} more" if len(golds) > SHOWN_EXAMPLES else ""
     return f"\n[r1lit]   dropped {reason.replace('_', ' ')}: {shown}{more}"
 
-
-def collate(examples: list[dict]) -> dict[str, list]:
-    """A batch is a dict of lists (B entries each): problem, answer, prompt, prompt_ids."""
-    return {key: [e[key] for e in examples] for key in examples[0]}

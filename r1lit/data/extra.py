@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from r1lit.training.seeds import derive_seed
-
-EXTRA_STREAM_KEY = 0xE7  # keeps these shuffles apart from every other seed derived from data.seed
+from r1lit.training.seeds import extra_stream_seed
 
 
 class ExtraProblems:
@@ -29,7 +27,7 @@ class ExtraProblems:
 
     def _share(self, shuffle: int) -> list[int]:
         if self._cached is None or self._cached[0] != shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, EXTRA_STREAM_KEY, shuffle))
+            generator = torch.Generator().manual_seed(extra_stream_seed(self.seed, shuffle))
             order = torch.randperm(self.size, generator=generator)[: self.per_rank * self.num_replicas]
             self._cached = (shuffle, order[self.rank :: self.num_replicas].tolist())
         return self._cached[1]

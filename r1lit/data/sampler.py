@@ -8,10 +8,13 @@ are left out. It subclasses ``DistributedSampler`` so that Lightning keeps it in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+
+from r1lit.data.batch import ProblemBatch
 
 
 class ResumableSampler(DistributedSampler):
@@ -54,8 +57,8 @@ class ResumableLoader(DataLoader):
     and otherwise warns that the resume is unreliable). The position itself lives in the datamodule's checkpoint
     state, counted by the trainer, so the loader's one-batch prefetch cannot shift it.
 
-    With ``lookahead`` each batch also carries the batch that follows it in the epoch under ``"next"`` (None for
-    the epoch's last): one-step-off generation starts on it while this one trains.
+    With ``lookahead`` each ``ProblemBatch`` also carries the batch that follows it in the epoch as ``next`` (None
+    for the epoch's last): one-step-off generation starts on it while this one trains.
     """
 
     def __init__(self, *args, lookahead: bool = False, **kwargs):
@@ -75,9 +78,9 @@ class ResumableLoader(DataLoader):
         pass
 
 
-def _with_next(batches: Iterator[dict]) -> Iterator[dict]:
+def _with_next(batches: Iterator[ProblemBatch]) -> Iterator[ProblemBatch]:
     current = next(batches, None)
     while current is not None:
         following = next(batches, None)
-        yield {**current, "next": following}
+        yield dataclasses.replace(current, next=following)
         current = following

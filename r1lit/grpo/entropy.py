@@ -1,5 +1,5 @@
-"""Entropy regularisation: a differentiable per-token entropy for an entropy bonus, and TRL's
-``top_entropy_quantile`` mask that trains only on the highest-entropy ("forking") tokens.
+"""Entropy of the policy's next-token distribution: one definition, used by the logged ``entropy``, the entropy
+bonus and TRL's ``top_entropy_quantile`` mask that trains only on the highest-entropy ("forking") tokens.
 
 The bonus subtracts ``coef · Σ_t w_t H_t`` from the loss, with the loss's own token weights ``w``, so it is
 normalised like the policy-gradient term and micro-batches still add up to one big batch. The quantile mask is
@@ -10,16 +10,36 @@ multiplies the policy-gradient term only (like TRL: not the KL penalty, and not 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from r1lit.errors import ConfigError
 
-def entropy_with_grad(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """Entropy of softmax(logits / temperature) per position, in nats, with its gradient. logits: [B, T, V].
-    Returns [B, T] float32."""
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, T, V]
-    return -(logp.exp() * logp).sum(dim=-1)
+
+@dataclass(frozen=True)
+class EntropyConfig:
+    """Entropy controls of the loss: a bonus and a top-entropy token mask (both off by default)."""
+
+    coef: float = 0.0
+    """Entropy bonus: subtracts coef × the token-weighted mean entropy of the trained tokens from the loss (0 = off)."""
+    top_quantile: float = 1.0
+    """Train the policy-gradient term only on this top fraction of the rollout's tokens by entropy (TRL's
+    ``top_entropy_quantile``; 0.2 = the 20 % highest-entropy tokens; 1.0 = all). Logs ``entropy/trained``."""
+
+    def __post_init__(self):
+        if not 0.0 < self.top_quantile <= 1.0 or self.coef < 0:
+            raise ConfigError(f"entropy.top_quantile must be in (0, 1] and entropy.coef >= 0, got "
+                              f"{self.top_quantile} and {self.coef}")
+
+
+def token_entropy(logits: Tensor, lse: Tensor) -> Tensor:
+    """Entropy of softmax(logits) per position, in nats: H = logsumexp(z) − Σ_v softmax(z)_v · z_v.
+
+    logits: [..., V] float32, already divided by the temperature; lse: [...] their logsumexp (which the log-prob
+    of the target needs anyway). Differentiable; detach the inputs for a metric. Returns [...]."""
+    return lse - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
 
 
 def high_entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:

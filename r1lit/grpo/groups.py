@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 
 from torch import Tensor
 
+from r1lit.data.batch import ProblemBatch
 from r1lit.rollout.types import Rollout
 
 
@@ -44,7 +45,7 @@ class ScoredGroup:
 COMPLETION_FIELDS = tuple(f.name for f in fields(ScoredCompletion))
 
 
-def scored_groups(batch: dict, rollout: Rollout, per_reward: Tensor, rewards: Tensor, advantages: Tensor,
+def scored_groups(batch: ProblemBatch, rollout: Rollout, per_reward: Tensor, rewards: Tensor, advantages: Tensor,
                   reward_names: list[str]) -> list[ScoredGroup]:
     """Groups of a step, in batch order. rollout: N = B·G rows; per_reward: [R, N]; rewards, advantages: [N]."""
     G = rollout.num_generations
@@ -52,7 +53,7 @@ def scored_groups(batch: dict, rollout: Rollout, per_reward: Tensor, rewards: Te
     scores_ = per_reward.tolist()
     lengths, truncated = rollout.completion_lengths.tolist(), rollout.truncated.tolist()
     groups = []
-    for b, (problem, answer, prompt) in enumerate(zip(batch["problem"], batch["answer"], batch["prompt"])):
+    for b, (problem, answer, prompt) in enumerate(zip(batch.problems, batch.answers, batch.prompts)):
         completions = [
             ScoredCompletion(
                 text=rollout.texts[i], reward=rewards_[i],

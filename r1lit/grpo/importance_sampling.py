@@ -1,8 +1,8 @@
-"""Sampler–trainer mismatch corrections that mask instead of truncating (verl's rollout correction).
+"""Sampler–trainer mismatch corrections: weights that multiply each token's policy-gradient term.
 
 The engine (vLLM, bf16) and the trainer compute slightly different probabilities, so even at μ = 1 the samples are
-off-policy. ``ImportanceSampling`` (in ``r1lit.grpo.losses``) reweights by the truncated ratio π_trainer / π_sampler.
-The two classes here drop what is too far off instead:
+off-policy. ``ImportanceSampling`` reweights by the truncated ratio π_trainer / π_sampler. The other two drop what
+is too far off instead (verl's rollout correction):
 
 - ``MaskedImportanceSampling`` (MIS): a token (or a whole sequence, by its product ratio) whose ratio falls outside
   [lower, upper] gets weight 0; the others keep their ratio.
@@ -10,9 +10,9 @@ The two classes here drop what is too far off instead:
   gets no loss; the kept ones are weighted 1 (or by token TIS with ``cap``). The geometric mean does not grow
   with length, so one threshold suits short and long completions alike.
 
-Both take the place of ``model.importance_sampling`` and need an engine that returns its log-probs. The mismatch
-itself is logged either way (``sampling/mismatch_kl``, ``sampling/logp_diff/*``), and the fraction of loss
-tokens a correction zeroed as ``sampling/is_masked_ratio``.
+Each is set as the loss's ``importance_sampling`` (``model.loss.init_args.importance_sampling``) and needs an
+engine that returns its log-probs. The mismatch itself is logged either way (``sampling/mismatch_kl``,
+``sampling/logp_diff/*``), and the fraction of loss tokens a correction zeroed as ``sampling/is_masked_ratio``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,34 @@ import torch
 from torch import Tensor
 
 from r1lit.errors import ConfigError
-from r1lit.grpo.losses import ImportanceSampling
+
+
+class ImportanceSampling:
+    """Truncated importance sampling: reweights each token by min(π_trainer / π_sampler, cap).
+
+    The sampler (vLLM) and the trainer compute probabilities with different kernels and precisions, so samples are
+    slightly off-policy even at μ = 1; the ratio corrects for that and the cap bounds its variance.
+    """
+
+    def __init__(self, level: Literal["token", "sequence"] = "token", cap: float = 2.0):
+        """
+        Args:
+            level: ``token`` uses each token's ratio; ``sequence`` the product over the completion, for every token.
+            cap: ratios above this are truncated to it.
+        """
+        if level not in ("token", "sequence"):
+            raise ConfigError(f"importance_sampling.level must be 'token' or 'sequence', got {level!r}")
+        if cap <= 0:
+            raise ConfigError(f"importance_sampling.cap must be > 0, got {cap}")
+        self.level, self.cap = level, cap
+
+    def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
+        """trainer_logps/sampler_logps/mask: [N, C]. Returns detached weights [N, C], 0 on padding."""
+        on = mask.bool()  # selected, never multiplied: whatever lies under the mask (-inf, NaN) stays out
+        log_ratio = torch.where(on, trainer_logps.detach() - sampler_logps, 0.0)  # [N, C]
+        if self.level == "sequence":
+            log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
+        return torch.where(on, torch.exp(log_ratio).clamp(max=self.cap), 0.0)
 
 
 def _bounds(lower: float | None, upper: float) -> tuple[float, float]:

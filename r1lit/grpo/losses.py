@@ -3,25 +3,25 @@
 Nothing here touches a model, an engine or a file. Shapes: ``N`` completions in the rollout (prompts × G),
 ``C`` completion tokens (right-padded), ``V`` vocabulary.
 
-A loss variant is a class with one signature, ``loss(logps, old_logps, ref_logps, advantages, weights)
--> (loss, stats)``. The variants differ only in how per-token terms are weighted into one number, and that
-weighting is computed once for the whole rollout (``token_weights``) and then sliced per micro-batch, so
-summing micro-batch losses gives exactly the loss of one big batch.
+A loss variant is a class with one signature, ``loss(LossInputs) -> (loss, LossStats)``. The variants differ
+only in how per-token terms are weighted into one number, and that weighting is computed once for the whole
+rollout (``token_weights``) and then sliced per micro-batch, so summing micro-batch losses gives exactly the loss
+of one big batch. Every loss also owns what reshapes its per-token terms: the importance-sampling weights, the
+entropy bonus and top-entropy mask (``EntropyConfig``), and which completions get loss at all
+(``mask_truncated_completions``).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from r1lit.errors import ConfigError
+from r1lit.grpo.entropy import EntropyConfig, high_entropy_mask
+from r1lit.grpo.importance_sampling import ImportanceSampling
+from r1lit.grpo.types import LossInputs, LossStats
 
 __all__ = [
-    "group_advantages",
-    "selective_log_softmax",
     "k3_kl",
     "clipped_surrogate",
     "GRPOLoss",
@@ -29,50 +29,7 @@ __all__ = [
     "DAPOLoss",
     "DrGRPOLoss",
     "GSPOLoss",
-    "ImportanceSampling",
-    "trained_rows",
 ]
-
-
-def group_advantages(rewards: Tensor, num_generations: int, scale: str = "group", eps: float = 1e-4) -> Tensor:
-    """Group-relative advantages: reward minus its group's mean, optionally divided by a std.
-
-    rewards: [N] ordered group by group (G consecutive completions share a prompt).
-    scale: ``group`` divides by the group's std (GRPO), ``batch`` by the whole batch's std, ``none`` keeps the
-    centred reward (Dr. GRPO). Stds are unbiased (as torch and TRL compute them). A group with no spread
-    (max == min) has advantage exactly 0 in every mode, whatever its values: centring alone does not give 0,
-    since the float32 mean of eight 0.7s is not 0.7 and that residue divided by std + ``eps`` was ~6e-4.
-    Returns [N].
-    """
-    if rewards.ndim != 1 or rewards.numel() % num_generations:
-        raise ValueError(f"rewards must be [N] with N divisible by num_generations={num_generations}, got {tuple(rewards.shape)}")
-    grouped = rewards.view(-1, num_generations)  # [B, G]
-    flat = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)  # [B, 1]: no signal
-    centred = grouped - grouped.mean(dim=1, keepdim=True)  # [B, G]
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(grouped[:, :1])
-        centred = centred / (std + eps)
-    elif scale == "batch":
-        std = rewards.std() if rewards.numel() > 1 else rewards.new_zeros(())
-        centred = centred / (std + eps)
-    elif scale != "none":
-        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale!r}")
-    return centred.masked_fill(flat, 0.0).reshape(-1)
-
-
-def selective_log_softmax(logits: Tensor, targets: Tensor, temperature: float = 1.0, chunk_rows: int = 4) -> Tensor:
-    """log p(target) under softmax(logits / temperature), without a [B, T, V] log-softmax.
-
-    logits: [B, T, V] (any float dtype); targets: [B, T] token ids. Works ``chunk_rows`` sequences at a time
-    in float32, so the extra memory is [chunk_rows, T, V] instead of a full copy of the logits.
-    Returns [B, T] float32.
-    """
-    out = []
-    for rows, ids in zip(logits.split(chunk_rows), targets.split(chunk_rows)):
-        rows = rows.float() / temperature  # [b, T, V]
-        picked = rows.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # [b, T]
-        out.append(picked - torch.logsumexp(rows, dim=-1))
-    return torch.cat(out)
 
 
 def k3_kl(logps: Tensor, ref_logps: Tensor) -> Tensor:
@@ -98,24 +55,6 @@ def clipped_surrogate(
     return per_token, clipped_low, clipped_high
 
 
-@dataclass
-class LossStats:
-    """Token-weighted sums a loss reports for logging (floats or device scalars); they add across micro-batches,
-    ``mean`` divides at the end."""
-
-    weight: float | Tensor = 0.0
-    kl: float | Tensor = 0.0
-    clip_low: float | Tensor = 0.0
-    clip_high: float | Tensor = 0.0
-
-    def __add__(self, other: "LossStats") -> "LossStats":
-        return LossStats(self.weight + other.weight, self.kl + other.kl, self.clip_low + other.clip_low, self.clip_high + other.clip_high)
-
-    def mean(self, field: str) -> float:
-        """Weighted mean of ``kl``, ``clip_low`` or ``clip_high`` over the tokens seen so far."""
-        return float(getattr(self, field) / self.weight) if self.weight > 0 else 0.0
-
-
 def trained_sequences(mask: Tensor) -> float:
     """Rows of a [N, C] loss mask with any token: the sequences a per-sequence mean divides by (rows masked out
     whole, such as truncated completions under ``mask_truncated_completions``, do not count)."""
@@ -129,12 +68,26 @@ class GRPOLoss:
     DAPO remove).
     """
 
-    def __init__(self, epsilon: float = 0.2, epsilon_high: float | None = None, beta: float = 0.0):
+    def __init__(
+        self,
+        epsilon: float = 0.2,
+        epsilon_high: float | None = None,
+        beta: float = 0.0,
+        importance_sampling: ImportanceSampling | None = None,
+        entropy: EntropyConfig = EntropyConfig(),
+        mask_truncated_completions: bool = False,
+    ):
         """
         Args:
             epsilon: lower clip range: the ratio is clipped at 1 - epsilon.
             epsilon_high: upper clip range (1 + epsilon_high); None means the same as epsilon. DAPO uses 0.28.
             beta: weight of the k3 KL penalty to the frozen reference model; 0 means no reference is kept.
+            importance_sampling: the sampler–trainer mismatch correction for engines that return their own
+                log-probs (vLLM): ``ImportanceSampling`` (truncated), ``MaskedImportanceSampling`` or
+                ``GeometricSequenceMask``; None = no correction. Mismatch metrics are logged either way.
+            entropy: the entropy bonus and the top-entropy token mask (``EntropyConfig``; both off by default).
+            mask_truncated_completions: completions cut at ``sampling.max_tokens`` (no EOS) get no loss (TRL's
+                name; DAPO's overlong filtering). They still count in their group's advantages.
         """
         if epsilon <= 0 or (epsilon_high is not None and epsilon_high <= 0):
             raise ConfigError(f"clip ranges must be positive, got epsilon={epsilon}, epsilon_high={epsilon_high}")
@@ -143,6 +96,8 @@ class GRPOLoss:
         self.epsilon = epsilon
         self.epsilon_high = epsilon if epsilon_high is None else epsilon_high
         self.beta = beta
+        self.importance_sampling, self.entropy = importance_sampling, entropy
+        self.mask_truncated_completions = mask_truncated_completions
 
     def token_weights(self, mask: Tensor, max_completion_length: int, global_tokens: float, world_size: int) -> Tensor:
         """Weight of each token's term in the loss, for the whole rollout on this rank.
@@ -153,36 +108,71 @@ class GRPOLoss:
         mask = mask.float()
         return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0) / trained_sequences(mask)
 
-    def __call__(
-        self, logps: Tensor, old_logps: Tensor, ref_logps: Tensor | None, advantages: Tensor, weights: Tensor,
-        is_weights: Tensor | None = None,
-    ) -> tuple[Tensor, LossStats]:
-        """Loss of one micro-batch. logps/old_logps/ref_logps/weights/is_weights: [n, C]; advantages: [n].
+    def trained_rows(self, truncated: Tensor, num_generations: int, trained_groups: Tensor | None) -> Tensor:
+        """[N] bool: the completions that get loss. truncated: [N] bool (no EOS within max_tokens); trained_groups:
+        [B] bool or None (all), the groups dynamic sampling trains on. With ``mask_truncated_completions``
+        truncated completions get none: a cut-off answer is neither rewarded nor punished for being cut. Their
+        group's advantages are still computed with them."""
+        rows = torch.ones_like(truncated, dtype=torch.bool)
+        if trained_groups is not None:
+            rows = trained_groups.to(truncated.device).repeat_interleave(num_generations)
+        if self.mask_truncated_completions:
+            rows = rows & ~truncated.bool()
+        return rows
 
-        ``is_weights`` (importance-sampling correction for a sampler whose probabilities differ from the trainer's)
-        multiply the policy-gradient term only, not the KL penalty.
-        """
-        per_token, low, high = clipped_surrogate(logps, old_logps, advantages, self.epsilon, self.epsilon_high)
-        return self._aggregate(per_token, low, high, logps, ref_logps, weights, is_weights)
+    @property
+    def masks_by_entropy(self) -> bool:
+        """Whether the top-entropy mask is on (it needs the rollout's entropies before the first update)."""
+        return self.entropy.top_quantile < 1.0
 
-    def _aggregate(self, per_token, low, high, logps, ref_logps, weights, is_weights) -> tuple[Tensor, LossStats]:
-        """Importance weights, the KL penalty and the token weighting applied to per-token surrogate terms."""
+    def entropy_mask(self, entropy: Tensor | None, mask: Tensor) -> Tensor:
+        """[N, C] float, once per rollout: the tokens whose policy-gradient term counts. entropy (None unless
+        ``masks_by_entropy``), mask: [N, C]."""
+        if not self.masks_by_entropy:
+            return mask.float()
+        return high_entropy_mask(entropy, mask, self.entropy.top_quantile)
+
+    def __call__(self, inputs: LossInputs) -> tuple[Tensor, LossStats]:
+        """Loss of one micro-batch, and its statistics."""
+        per_token, low, high = clipped_surrogate(inputs.logps, inputs.old_logps, inputs.advantages, self.epsilon,
+                                                 self.epsilon_high)
+        return self._aggregate(per_token, low, high, inputs)
+
+    def pg_weights(self, inputs: LossInputs) -> tuple[Tensor | None, Tensor | float]:
+        """[n, W] weights of the policy-gradient term (importance sampling × top-entropy mask; None = all 1), and
+        how many trained tokens importance sampling gave weight 0."""
+        weights, masked = None, 0.0
+        if inputs.sampler_logps is not None and self.importance_sampling is not None:
+            weights = self.importance_sampling.weights(inputs.old_logps, inputs.sampler_logps, inputs.mask)
+            masked = ((weights == 0) & inputs.mask.bool()).sum()
+        if self.masks_by_entropy:
+            weights = inputs.entropy_mask if weights is None else weights * inputs.entropy_mask
+        return weights, masked
+
+    def _aggregate(self, per_token, low, high, inputs: LossInputs) -> tuple[Tensor, LossStats]:
+        """Importance weights, the KL penalty, the token weighting and the entropy bonus applied to per-token
+        surrogate terms."""
+        is_weights, is_masked = self.pg_weights(inputs)
         if is_weights is not None:
             per_token = per_token * is_weights
+        weights = inputs.token_weights
         weights = weights.detach() if weights.requires_grad else weights
         kl_sum = 0.0
         if self.beta > 0:
-            if ref_logps is None:
+            if inputs.ref_logps is None:
                 raise ValueError("beta > 0 needs reference log-probs")
-            kl = k3_kl(logps, ref_logps)
+            kl = k3_kl(inputs.logps, inputs.ref_logps)
             per_token = per_token + self.beta * kl
             kl_sum = (kl.detach() * weights).sum()
         loss = (per_token * weights).sum()
+        if self.entropy.coef > 0:  # the bonus, weighted like the loss's own tokens
+            loss = loss - self.entropy.coef * (inputs.entropy * weights).sum()
         stats = LossStats(  # device scalars: the trainer reads them once per update, not per micro-batch
             weight=weights.sum(),
             kl=kl_sum,
             clip_low=(low.float() * weights).sum(),
             clip_high=(high.float() * weights).sum(),
+            is_masked=is_masked,
         )
         return loss, stats
 
@@ -198,14 +188,26 @@ class BNPOLoss(GRPOLoss):
 class DAPOLoss(GRPOLoss):
     """DAPO's token-level mean over the global batch (all ranks), with the decoupled upper clip (ε_high = 0.28)."""
 
-    def __init__(self, epsilon: float = 0.2, epsilon_high: float | None = 0.28, beta: float = 0.0):
+    def __init__(
+        self,
+        epsilon: float = 0.2,
+        epsilon_high: float | None = 0.28,
+        beta: float = 0.0,
+        importance_sampling: ImportanceSampling | None = None,
+        entropy: EntropyConfig = EntropyConfig(),
+        mask_truncated_completions: bool = False,
+    ):
         """
         Args:
             epsilon: lower clip range: the ratio is clipped at 1 - epsilon.
             epsilon_high: upper clip range (1 + epsilon_high); DAPO's clip-higher default is 0.28.
             beta: weight of the k3 KL penalty to the frozen reference model; 0 means no reference is kept.
+            importance_sampling: the sampler–trainer mismatch correction (see ``GRPOLoss``); None = none.
+            entropy: the entropy bonus and the top-entropy token mask (``EntropyConfig``; both off by default).
+            mask_truncated_completions: completions cut at ``sampling.max_tokens`` get no loss (DAPO's overlong
+                filtering).
         """
-        super().__init__(epsilon=epsilon, epsilon_high=epsilon_high, beta=beta)
+        super().__init__(epsilon, epsilon_high, beta, importance_sampling, entropy, mask_truncated_completions)
 
     def token_weights(self, mask: Tensor, max_completion_length: int, global_tokens: float, world_size: int) -> Tensor:
         # Ranks' gradients are averaged, so each rank scales by world_size to get sum / global token count.
@@ -231,61 +233,33 @@ class GSPOLoss(GRPOLoss):
     sequence ratio moves far less than single tokens do. With μ = 1 the ratio is 1 and the gradient equals GRPO's.
     """
 
-    def __init__(self, epsilon: float = 3e-4, epsilon_high: float | None = 4e-4, beta: float = 0.0):
+    def __init__(
+        self,
+        epsilon: float = 3e-4,
+        epsilon_high: float | None = 4e-4,
+        beta: float = 0.0,
+        importance_sampling: ImportanceSampling | None = None,
+        entropy: EntropyConfig = EntropyConfig(),
+        mask_truncated_completions: bool = False,
+    ):
         """
         Args:
             epsilon: lower clip range of the sequence ratio (GSPO: 3e-4).
             epsilon_high: upper clip range of the sequence ratio (GSPO: 4e-4); None = epsilon.
             beta: weight of the k3 KL penalty to the frozen reference model; 0 means no reference is kept.
+            importance_sampling: the sampler–trainer mismatch correction (see ``GRPOLoss``); None = none.
+            entropy: the entropy bonus and the top-entropy token mask (``EntropyConfig``; both off by default).
+            mask_truncated_completions: completions cut at ``sampling.max_tokens`` get no loss.
         """
-        super().__init__(epsilon=epsilon, epsilon_high=epsilon_high, beta=beta)
+        super().__init__(epsilon, epsilon_high, beta, importance_sampling, entropy, mask_truncated_completions)
 
-    def __call__(self, logps, old_logps, ref_logps, advantages, weights, is_weights=None):
-        mask = (weights > 0).float()  # [n, C]: the tokens that count
+    def __call__(self, inputs: LossInputs) -> tuple[Tensor, LossStats]:
+        logps = inputs.logps
+        mask = (inputs.token_weights > 0).float()  # [n, W]: the tokens that count
         length = mask.sum(dim=1).clamp(min=1.0)  # [n]
         seq_logps = (logps * mask).sum(dim=1) / length  # [n]: (1/|y|) Σ_t log π, so exp(seq − seq_old) = s
-        seq_old = (old_logps * mask).sum(dim=1) / length
-        per_seq, low, high = clipped_surrogate(seq_logps.unsqueeze(1), seq_old.unsqueeze(1), advantages, self.epsilon, self.epsilon_high)
+        seq_old = (inputs.old_logps * mask).sum(dim=1) / length
+        per_seq, low, high = clipped_surrogate(seq_logps.unsqueeze(1), seq_old.unsqueeze(1), inputs.advantages,
+                                               self.epsilon, self.epsilon_high)
         expand = lambda t: t.expand_as(logps)  # noqa: E731  every token of a completion carries its sequence's term
-        return self._aggregate(expand(per_seq), expand(low), expand(high), logps, ref_logps, weights, is_weights)
-
-
-class ImportanceSampling:
-    """Truncated importance sampling: reweights each token by min(π_trainer / π_sampler, cap).
-
-    The sampler (vLLM) and the trainer compute probabilities with different kernels and precisions, so samples are
-    slightly off-policy even at μ = 1; the ratio corrects for that and the cap bounds its variance.
-    """
-
-    def __init__(self, level: Literal["token", "sequence"] = "token", cap: float = 2.0):
-        """
-        Args:
-            level: ``token`` uses each token's ratio; ``sequence`` the product over the completion, for every token.
-            cap: ratios above this are truncated to it.
-        """
-        if level not in ("token", "sequence"):
-            raise ConfigError(f"importance_sampling.level must be 'token' or 'sequence', got {level!r}")
-        if cap <= 0:
-            raise ConfigError(f"importance_sampling.cap must be > 0, got {cap}")
-        self.level, self.cap = level, cap
-
-    def weights(self, trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> Tensor:
-        """trainer_logps/sampler_logps/mask: [N, C]. Returns detached weights [N, C], 0 on padding."""
-        on = mask.bool()  # selected, never multiplied: whatever lies under the mask (-inf, NaN) stays out
-        log_ratio = torch.where(on, trainer_logps.detach() - sampler_logps, 0.0)  # [N, C]
-        if self.level == "sequence":
-            log_ratio = log_ratio.sum(dim=1, keepdim=True).expand_as(mask)
-        return torch.where(on, torch.exp(log_ratio).clamp(max=self.cap), 0.0)
-
-
-def trained_rows(truncated: Tensor, num_generations: int, trained_groups: Tensor | None, mask_truncated: bool) -> Tensor:
-    """[N] bool: the completions that get loss. truncated: [N] bool (no EOS within max_tokens); trained_groups: [B]
-    bool or None (all), the groups dynamic sampling trains on. With ``mask_truncated`` (TRL's
-    ``mask_truncated_completions``, DAPO's overlong filtering) truncated completions get none: a cut-off answer is
-    neither rewarded nor punished for being cut. Their group's advantages are still computed with them."""
-    rows = torch.ones_like(truncated, dtype=torch.bool)
-    if trained_groups is not None:
-        rows = trained_groups.to(truncated.device).repeat_interleave(num_generations)
-    if mask_truncated:
-        rows = rows & ~truncated.bool()
-    return rows
+        return self._aggregate(expand(per_seq), expand(low), expand(high), inputs)

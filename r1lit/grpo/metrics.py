@@ -8,22 +8,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from r1lit.producer.dynamic_sampling import Filled, Scored
+from r1lit.grpo.advantages import flat_groups
+from r1lit.grpo.types import ScoredRollout
 from r1lit.rewards.base import Reward
-
-@torch.no_grad()
-def token_entropy(logits: Tensor, temperature: float = 1.0, chunk_rows: int = 4) -> Tensor:
-    """Entropy of softmax(logits / temperature) at each position: -Σ_v p_v log p_v, in nats.
-
-    A metric (TRL's ``entropy``): a policy collapsing onto few answers shows it falling. Computed without
-    gradient, ``chunk_rows`` sequences at a time in float32, like ``selective_log_softmax``.
-    logits: [B, T, V]. Returns [B, T] float32.
-    """
-    out = []
-    for rows in logits.detach().split(chunk_rows):
-        logp = torch.log_softmax(rows.float() / temperature, dim=-1)  # [b, T, V]
-        out.append(-(logp.exp() * logp).sum(dim=-1))
-    return torch.cat(out)
 
 
 def sampling_mismatch(trainer_logps: Tensor, sampler_logps: Tensor, mask: Tensor) -> dict[str, float]:
@@ -66,7 +53,7 @@ SAMPLING_TAGS = {  # sampler-vs-trainer statistics from the optimisation -> logg
 }
 
 
-def rollout_metrics(pool: Scored, rewards: list[Reward], lengths: Tensor, truncated: Tensor) -> dict[str, Tensor]:
+def rollout_metrics(pool: ScoredRollout, rewards: list[Reward], lengths: Tensor, truncated: Tensor) -> dict[str, Tensor]:
     """Rewards and lengths of every completion generated this step (before dynamic sampling's filtering).
     lengths, truncated: [N] over all ranks, for the min/max/terminated length metrics."""
     G, generated = pool.rollout.num_generations, pool.rollout
@@ -74,7 +61,7 @@ def rollout_metrics(pool: Scored, rewards: list[Reward], lengths: Tensor, trunca
     metrics = {
         "reward": pool.rewards.mean(),
         "reward_std": grouped.std(dim=1).mean(),
-        "frac_reward_zero_std": (grouped.std(dim=1) < 1e-6).float().mean(),
+        "frac_reward_zero_std": flat_groups(pool.rewards, G).float().mean(),
         "completions/mean_length": generated.completion_lengths.float().mean(),
         "completions/clipped_ratio": generated.truncated.float().mean(),
         **{f"completions/{k}": v for k, v in completion_length_stats(lengths, truncated).items()},
@@ -85,15 +72,6 @@ def rollout_metrics(pool: Scored, rewards: list[Reward], lengths: Tensor, trunca
         if reward.on_error == "zero":
             metrics[f"rewards/{reward.name}/errors"] = errors
     return metrics
-
-
-def dynamic_sampling_metrics(filled: Filled | None) -> dict[str, float]:
-    """Groups kept (informative, trained) and dropped (zero spread), generation rounds, and whether the cap ended
-    the search short; per rank."""
-    if filled is None:
-        return {}
-    return {"dynamic_sampling/groups_kept": filled.kept, "dynamic_sampling/groups_dropped": filled.dropped,
-            "dynamic_sampling/rounds": filled.rounds, "dynamic_sampling/capped": float(filled.capped)}
 
 
 def optimise_metrics(stats: dict[str, float], beta: float) -> dict[str, float]:

@@ -19,9 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from r1lit.grpo.entropy import entropy_with_grad
-from r1lit.grpo.losses import selective_log_softmax
-from r1lit.grpo.metrics import token_entropy
+from r1lit.grpo.entropy import token_entropy
 
 EntropyMode = Literal["none", "metric", "grad"]
 
@@ -40,18 +38,38 @@ def lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return decoder, head
 
 
-def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
-                 entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
-    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c] or None), float32, through one chunk's logits
-    [c, V]. The entropy is computed only when asked, and carries a gradient only for ``"grad"`` (an entropy bonus)."""
-    logits = head(hidden).float() / temperature  # [c, V]
-    lse = torch.logsumexp(logits, dim=-1)  # [c]
+def target_logprobs(logits: Tensor, targets: Tensor, entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+    """log p(target) under softmax(logits), and the entropy when asked: the one place both are computed.
+
+    logits: [..., V] float32, already divided by the temperature; targets: [...] token ids. Returns (logps [...],
+    entropy [...] or None); the entropy carries a gradient only for ``"grad"`` (an entropy bonus)."""
+    lse = torch.logsumexp(logits, dim=-1)  # [...]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
     if entropy == "none":
         return picked, None
     if entropy == "metric":
         logits, lse = logits.detach(), lse.detach()
-    return picked, lse - (torch.softmax(logits, dim=-1) * logits).sum(dim=-1)
+    return picked, token_entropy(logits, lse)
+
+
+def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
+                 entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+    """hidden [c, H], targets [c] → (log p(target) [c], entropy [c] or None), float32, through one chunk's logits
+    [c, V]."""
+    return target_logprobs(head(hidden).float() / temperature, targets, entropy)  # logits [c, V]
+
+
+def full_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, entropy: EntropyMode = "none",
+                  chunk_rows: int = 4) -> tuple[Tensor, Tensor | None]:
+    """``target_logprobs`` from a model's full logits [B, T, V] (any float dtype), ``chunk_rows`` sequences at a
+    time in float32, so the extra memory is [chunk_rows, T, V] instead of a full copy. targets: [B, T].
+    Returns ([B, T], [B, T] or None) float32."""
+    logps, entropies = [], []
+    for rows, ids in zip(logits.split(chunk_rows), targets.split(chunk_rows)):
+        lp, h = target_logprobs(rows.float() / temperature, ids, entropy)  # [b, T] each
+        logps.append(lp)
+        entropies.append(h)
+    return torch.cat(logps), (None if entropy == "none" else torch.cat(entropies))
 
 
 def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float = 1.0,
@@ -128,7 +146,4 @@ class CompletionLogprobs:
             hidden = hidden[:, hidden.shape[1] - width - 1:-1]  # [n, width, H]: position t predicts token t
             return head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy)
         logits = model(**inputs, logits_to_keep=width + 1).logits[:, :-1]  # [n, width, V]
-        logps = selective_log_softmax(logits, targets, self.temperature)
-        if entropy == "grad":
-            return logps, entropy_with_grad(logits, self.temperature)
-        return logps, (token_entropy(logits, self.temperature) if entropy == "metric" else None)
+        return full_logprobs(logits, targets, self.temperature, entropy)

@@ -33,10 +33,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from r1lit.grpo.entropy import entropy_with_grad
-from r1lit.grpo.losses import selective_log_softmax
-from r1lit.grpo.metrics import token_entropy
-from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, head_logprobs, lm_parts
+from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, full_logprobs, head_logprobs, lm_parts
 
 # attention implementations that take a custom 4-D mask: bool for sdpa, additive for eager
 MASKED_KERNELS = ("sdpa", "eager")
@@ -250,9 +247,7 @@ class SharedPrefixLogprobs:
             logits = model(**inputs, logits_to_keep=keep).logits  # [R, K, V]
             column = torch.searchsorted(keep, packed.source[1].contiguous())  # [M] each source's place in keep
             logits = logits[packed.source[0], column].unsqueeze(0)  # [1, M, V]
-            logps = selective_log_softmax(logits, targets, self.temperature)
-            ent = (entropy_with_grad(logits, self.temperature) if entropy == "grad"
-                   else token_entropy(logits, self.temperature) if entropy == "metric" else None)
+            logps, ent = full_logprobs(logits, targets, self.temperature, entropy)  # [1, M] each
         out = torch.zeros(n, width, dtype=torch.float32, device=logps.device).index_put(packed.dest, logps[0])
         if ent is None:
             return out, None

@@ -22,34 +22,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from r1lit.data.batch import ProblemBatch
 from r1lit.errors import ConfigError
+from r1lit.grpo.advantages import flat_groups
+from r1lit.grpo.types import ScoredRollout
 from r1lit.rollout.types import Rollout
 
-__all__ = ["DynamicSampling", "Scored", "zero_spread", "pick_groups", "concat_scored", "take_groups", "concat_rollouts"]
-
-
-@dataclass
-class Scored:
-    """One generation round: B problems, their B·G completions and the completions' scores."""
-
-    batch: dict[str, list]  # B entries per key: problem, answer, prompt, prompt_ids
-    rollout: Rollout  # N = B·G completions
-    per_reward: Tensor  # [R, N] unweighted scores
-    rewards: Tensor  # [N] weighted sum
-    errors: Tensor  # [R] completions each reward failed on (scored 0)
-
-    @property
-    def num_groups(self) -> int:
-        return len(self.batch["prompt"])
-
-
-def zero_spread(rewards: Tensor, num_generations: int, tol: float = 1e-6) -> Tensor:
-    """[B] bool: the groups whose rewards are all equal (std below ``tol``, as ``frac_reward_zero_std`` counts).
-    rewards: [N] ordered group by group."""
-    grouped = rewards.view(-1, num_generations)  # [B, G]
-    if num_generations == 1:
-        return torch.ones(grouped.shape[0], dtype=torch.bool, device=rewards.device)
-    return grouped.std(dim=1) < tol
+__all__ = ["DynamicSampling", "Filled", "pick_groups", "concat_scored", "take_groups", "concat_rollouts"]
 
 
 def pick_groups(informative: Tensor, batch_size: int) -> tuple[list[int], list[bool]]:
@@ -88,12 +67,12 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
     )
 
 
-def concat_scored(parts: list[Scored]) -> Scored:
+def concat_scored(parts: list[ScoredRollout]) -> ScoredRollout:
     """Rounds one after the other (groups keep their order)."""
     if len(parts) == 1:
         return parts[0]
-    return Scored(
-        batch={key: [v for p in parts for v in p.batch[key]] for key in parts[0].batch},
+    return ScoredRollout(
+        batch=ProblemBatch.concat([p.batch for p in parts]),
         rollout=concat_rollouts([p.rollout for p in parts]),
         per_reward=torch.cat([p.per_reward for p in parts], dim=1),
         rewards=torch.cat([p.rewards for p in parts]),
@@ -101,7 +80,7 @@ def concat_scored(parts: list[Scored]) -> Scored:
     )
 
 
-def take_groups(scored: Scored, groups: list[int]) -> Scored:
+def take_groups(scored: ScoredRollout, groups: list[int]) -> ScoredRollout:
     """The given groups of a round (or pool), in the given order."""
     G = scored.rollout.num_generations
     if groups == list(range(scored.num_groups)):
@@ -114,8 +93,8 @@ def take_groups(scored: Scored, groups: list[int]) -> Scored:
         completion_mask=pick(r.completion_mask), texts=[r.texts[i] for i in rows.tolist()], truncated=pick(r.truncated),
         num_generations=G, sampler_logprobs=pick(r.sampler_logprobs),
     )
-    return Scored(
-        batch={key: [values[g] for g in groups] for key, values in scored.batch.items()},
+    return ScoredRollout(
+        batch=scored.batch.take(groups),
         rollout=rollout, per_reward=scored.per_reward[:, rows], rewards=scored.rewards[rows], errors=scored.errors,
     )
 
@@ -124,13 +103,19 @@ def take_groups(scored: Scored, groups: list[int]) -> Scored:
 class Filled:
     """What ``DynamicSampling.fill`` returns: the groups to train on and what it took to find them."""
 
-    selected: Scored  # batch_size groups
+    selected: ScoredRollout  # batch_size groups
     trained: Tensor  # [batch_size] bool, False for filler groups (no loss)
-    pool: Scored  # every group generated this step, in draw order
+    pool: ScoredRollout  # every group generated this step, in draw order
     rounds: int  # generation rounds, the first included
     kept: int  # informative groups trained on
     dropped: int  # zero-spread groups generated
     capped: bool  # the cap ended the search with fewer than batch_size informative groups
+
+    def metrics(self) -> dict[str, float]:
+        """Groups kept (informative, trained) and dropped (flat), generation rounds, and whether the cap ended the
+        search short; per rank."""
+        return {"dynamic_sampling/groups_kept": self.kept, "dynamic_sampling/groups_dropped": self.dropped,
+                "dynamic_sampling/rounds": self.rounds, "dynamic_sampling/capped": float(self.capped)}
 
 
 class DynamicSampling:
@@ -151,7 +136,8 @@ class DynamicSampling:
         self.max_num_gen_batches, self.round_size = max_num_gen_batches, round_size
 
     def fill(
-        self, first: Scored, batch_size: int, more: Callable[[int, int], Scored], most_short: Callable[[int], int],
+        self, first: ScoredRollout, batch_size: int, more: Callable[[int, int], ScoredRollout],
+        most_short: Callable[[int], int],
     ) -> Filled:
         """Grow the pool from ``first`` until it holds ``batch_size`` informative groups.
 
@@ -160,14 +146,14 @@ class DynamicSampling:
         rank calls it once per round, so it may be a collective.
         """
         G = first.rollout.num_generations
-        parts, informative = [first], [~zero_spread(first.rewards, G)]
+        parts, informative = [first], [~flat_groups(first.rewards, G)]
         while True:
             short = max(batch_size - int(sum(int(i.sum()) for i in informative)), 0)
             if most_short(short) == 0 or len(parts) >= self.max_num_gen_batches:
                 break
             part = more(len(parts), self.round_size or batch_size)
             parts.append(part)
-            informative.append(~zero_spread(part.rewards, G))
+            informative.append(~flat_groups(part.rewards, G))
         pool, useful = concat_scored(parts), torch.cat(informative)
         picks, trained = pick_groups(useful, batch_size)
         kept = sum(trained)

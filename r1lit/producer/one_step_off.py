@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from lightning.pytorch.utilities import rank_zero_warn
 
+from r1lit.data.batch import ProblemBatch
 from r1lit.rollout.background import finished
 from r1lit.rollout.types import Rollout
 
@@ -29,7 +30,7 @@ class Pending:
     """A rollout asked for: the step that will train on it, the problems it is for, the engine's weights then."""
 
     problems: list[str]  # the data batch's problems, before any filter: what the step's batch must hold
-    batch: dict[str, list]  # the problems actually generated for (after the difficulty filter)
+    batch: ProblemBatch  # the problems actually generated for (after the difficulty filter)
     weights_step: int  # global step of the weights the engine held when it was asked
     future: Future  # → Rollout
     skipped: int = 0  # problems the difficulty filter left out
@@ -52,7 +53,7 @@ class OneStepOff:
         pending, self.pending = self.pending, None
         if pending is None and self.restored is not None:
             state, self.restored = self.restored, None
-            pending = Pending(state["problems"], state["batch"], state["weights_step"],
+            pending = Pending(state["problems"], ProblemBatch(**state["batch"]), state["weights_step"],
                               finished(Rollout(**state["rollout"])), state["skipped"])
         if pending is None:
             return None
@@ -68,7 +69,8 @@ class OneStepOff:
         if self.pending is None:
             return None
         p = self.pending
-        return {"problems": p.problems, "batch": p.batch, "weights_step": p.weights_step,
+        batch = {f.name: getattr(p.batch, f.name) for f in dataclasses.fields(p.batch) if f.name != "next"}
+        return {"problems": p.problems, "batch": batch, "weights_step": p.weights_step,
                 "skipped": p.skipped, "rollout": rollout_state(p.future.result().to("cpu"))}
 
     def load_state_dict(self, saved: dict, rank: int, world_size: int) -> None:

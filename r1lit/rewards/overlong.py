@@ -28,7 +28,7 @@ def soft_overlong_penalty(lengths: list[int], max_length: int, cache: int) -> li
 
 class OverlongPenalty(Reward):
     """Penalises completions that run into the last ``cache`` tokens before the length limit (DAPO's overlong
-    reward shaping). Pair it with ``model.mask_truncated_completions`` (DAPO's overlong filtering) or use it
+    reward shaping). Pair it with the loss's ``mask_truncated_completions`` (DAPO's overlong filtering) or use it
     instead of it."""
 
     needs_token_lengths = True

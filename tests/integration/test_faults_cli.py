@@ -180,7 +180,7 @@ def test_dead_vllm_engine_stops_with_what_to_check_and_the_checkpoint_resumes(tm
     from helpers import KV_BYTES, vllm_config
 
     config = vllm_config(tmp_path, vllm_model_dir, steps=10)
-    _, checkpointing = config["trainer"]["callbacks"]
+    (checkpointing,) = config["trainer"]["callbacks"]  # the r1lit command adds the engine's callback
     checkpointing["init_args"]["every_n_train_steps"] = 1
     engine_args = {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}
     config["model"]["engine"] = {"class_path": "fault_helpers.DyingVLLMEngine", "init_args": {**engine_args, "die_at": 3}}

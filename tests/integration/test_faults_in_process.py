@@ -21,6 +21,7 @@ from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.command import main
 from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.errors import ConfigError, EngineError, RewardError, TrainingError
+from r1lit.grpo.losses import GRPOLoss
 from r1lit.module import GRPOModule
 from r1lit.training.nonfinite import NonFiniteGuard, finite_update
 from r1lit.rewards import FormatReward
@@ -217,9 +218,10 @@ def test_dying_engine_is_one_clear_error_with_its_cause(tiny_model_dir, tmp_path
 def test_degenerate_rollouts_train_without_nan(tiny_model_dir, mode):
     """Empty completions, EOS-only completions, one completion everywhere: every group has zero reward spread,
     so advantages are 0; nothing logged is NaN and the step does not crash."""
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
 
-    trainer, _, record = fit(tiny_model_dir, steps=2, engine=DegenerateEngine(mode), importance_sampling=ImportanceSampling())
+    trainer, _, record = fit(tiny_model_dir, steps=2, engine=DegenerateEngine(mode),
+                             loss=GRPOLoss(importance_sampling=ImportanceSampling()))
     assert trainer.global_step == 2
     for metrics in record.metrics:
         assert all(math.isfinite(v) for v in metrics.values()), metrics
@@ -406,10 +408,8 @@ def test_deepspeed_on_the_cpu_accelerator_names_the_fix(capsys, tmp_path, tiny_m
     assert "needs CUDA GPUs, but trainer.accelerator is cpu" in parse_error(capsys, tmp_path, config)
 
 
-def with_vllm(config: dict, engine: str = "VLLMEngine", callback: bool = True, **engine_args) -> dict:
+def with_vllm(config: dict, engine: str = "VLLMEngine", **engine_args) -> dict:
     config["model"]["engine"] = {"class_path": engine, "init_args": engine_args}
-    if callback:
-        config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
     return config
 
 
@@ -417,19 +417,6 @@ def test_completion_longer_than_the_engine_holds_names_the_fix(capsys, tmp_path,
     config = tiny_config(tmp_path, tiny_model_dir, **{"model.sampling.max_tokens": 512, "data.max_prompt_length": 256})
     err = parse_error(capsys, tmp_path, with_vllm(config, max_model_len=600))
     assert "max_model_len=600 is shorter than data.max_prompt_length + model.sampling.max_tokens = 256 + 512 = 768" in err
-
-
-def test_vllm_engine_without_the_callback_that_runs_it_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads):
-    """Guards the one-owner rule: a vLLM engine nobody starts would fail at step 1 ('called before start')."""
-    config = with_vllm(tiny_config(tmp_path, tiny_model_dir), "VLLMServerEngine", callback=False)
-    assert "add `- class_path: VLLMRollout` to trainer.callbacks" in parse_error(capsys, tmp_path, config)
-
-
-def test_the_callback_without_a_vllm_engine_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads):
-    """Guards the old silent replacement: the engine is chosen in model.engine only."""
-    config = tiny_config(tmp_path, tiny_model_dir)
-    config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
-    assert "model.engine is unset (HFEngine)" in parse_error(capsys, tmp_path, config)
 
 
 def test_reserved_engine_without_a_spare_gpu_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads, monkeypatch):

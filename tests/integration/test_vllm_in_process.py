@@ -119,8 +119,7 @@ def test_zero3_gathers_sharded_parameters_for_the_push(tmp_path, vllm_model_dir)
     every step (a push of the shards would fail or leave stale weights, and the mismatch would show)."""
     config = vllm_config(tmp_path, vllm_model_dir, steps=3)
     config["trainer"]["strategy"] = {"class_path": "ds_cpu.CPUDeepSpeedStrategy", "init_args": {"stage": 3}}
-    config["model"]["loss"] = {"class_path": "GRPOLoss"}  # β = 0: no reference copy next to the sharded policy
-    config["model"]["importance_sampling"] = None
+    config["model"]["loss"] = {"class_path": "GRPOLoss"}  # β = 0: no reference copy next to the sharded policy, no IS
     done = _fit(tmp_path, config)
     assert done.returncode == 0, done.stderr[-3000:]
     logged = scalars(tmp_path / "runs" / "tiny" / "run")

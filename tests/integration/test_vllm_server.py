@@ -41,8 +41,7 @@ def server_config(tmp_path: Path, model_dir: Path, steps: int, engine: str = "VL
                                  "init_args": {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES, **engine_args}}
     config["model"]["sampling"]["temperature"] = 0.9
     config["trainer"]["logger"]["init_args"]["version"] = "run"
-    config["trainer"]["callbacks"] = [
-        {"class_path": "VLLMRollout"},
+    config["trainer"]["callbacks"] = [  # the r1lit command adds the VLLMEngineCallback
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "every_n_train_steps": 1}},
         {"class_path": "recorders.ParamHashRecorder", "init_args": {"path": str(tmp_path / "params")}},
         {"class_path": "fault_helpers.StepFile", "init_args": {"path": str(tmp_path / "step")}},

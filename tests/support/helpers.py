@@ -157,11 +157,10 @@ def hashes(prefix: Path, rank: int) -> dict[int, str]:
 def vllm_config(tmp_path: Path, model_dir: Path, steps: int) -> dict:
     config = tiny_config(tmp_path, model_dir, **{"trainer.max_steps": steps})
     config["trainer"]["callbacks"] = [
-        {"class_path": "VLLMRollout"},
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}},
-    ]
+    ]  # the r1lit command adds the VLLMEngineCallback
     config["model"]["engine"] = {"class_path": "VLLMEngine", "init_args": {"dtype": "float32", "kv_cache_memory_bytes": KV_BYTES}}
-    config["model"]["importance_sampling"] = {"class_path": "ImportanceSampling", "init_args": {"cap": 2.0}}
+    config["model"]["loss"]["init_args"]["importance_sampling"] = {"class_path": "ImportanceSampling", "init_args": {"cap": 2.0}}
     config["model"]["sampling"]["temperature"] = 0.9
     config["trainer"]["logger"]["init_args"]["version"] = "run"  # the resume logs into the same folder
     return config
@@ -213,3 +212,12 @@ def load_tool(name: str, folder: str = "tools"):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def loss_inputs(logps, old_logps, ref_logps, advantages, token_weights, sampler_logps=None):
+    """A ``LossInputs`` for loss tests: the trained tokens are those with weight, the entropy mask is all of them."""
+    from r1lit.grpo.types import LossInputs
+
+    mask = (token_weights > 0).float()
+    return LossInputs(logps=logps, old_logps=old_logps, ref_logps=ref_logps, sampler_logps=sampler_logps,
+                      advantages=advantages, token_weights=token_weights, mask=mask, entropy_mask=mask)

@@ -21,7 +21,7 @@ class BatchRecorder(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": trainer.global_step, "rank": trainer.global_rank, "problems": batch["problem"]}) + "\n")
+            f.write(json.dumps({"step": trainer.global_step, "rank": trainer.global_rank, "problems": batch.problems}) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

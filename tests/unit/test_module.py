@@ -8,6 +8,7 @@ from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.grpo.losses import BNPOLoss, DAPOLoss, DrGRPOLoss, GRPOLoss, GSPOLoss
 from r1lit.module import GRPOModule
+from r1lit.policy.config import PolicyConfig
 from r1lit.rollout import HFEngine, SamplingConfig
 from r1lit.rollout.types import completion_mask_from_eos, left_pad
 from helpers import adamw
@@ -125,12 +126,12 @@ def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_d
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.metrics = dict(trainer.callback_metrics)
 
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
 
     module = GRPOModule(
         str(tiny_model_dir), rewards=[LengthReward()], engine=HFEngine(return_logprobs=True),
         sampling=SamplingConfig(max_tokens=12), num_generations=4, micro_batch_size=4,
-        importance_sampling=ImportanceSampling(cap=2.0),
+        loss=GRPOLoss(importance_sampling=ImportanceSampling(cap=2.0)),
     )
     data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(tiny_model_dir), batch_size=2, check_gold=False)
     tagged = Tagged()
@@ -144,8 +145,8 @@ def test_sampler_logprobs_match_the_trainers_and_mismatch_is_logged(tiny_model_d
 def test_policy_dtype_and_attention_are_settable(tiny_model_dir, dtype, expected):
     """Guards load_policy's dtype and attention arguments, which no config could reach (a user could not pick bf16
     weights or an attention kernel)."""
-    module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward()], num_generations=2, torch_dtype=dtype,
-                        attn_implementation="eager", loss=GRPOLoss(beta=0.04))
+    module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward()], num_generations=2,
+                        policy=PolicyConfig(dtype=dtype, attn_implementation="eager"), loss=GRPOLoss(beta=0.04))
     assert str(next(module.policy.parameters()).dtype) == expected
     assert str(next(module.ref_model.parameters()).dtype) == expected
     assert module.policy.config._attn_implementation == "eager"
@@ -158,7 +159,7 @@ def test_reference_is_kept_in_bf16_under_bf16_mixed_only_when_asked(tiny_model_d
     L.seed_everything(0)
     module = GRPOModule(
         str(tiny_model_dir), rewards=[LengthReward()], loss=GRPOLoss(beta=0.04), sampling=SamplingConfig(max_tokens=8),
-        num_generations=2, micro_batch_size=4, bf16_reference=bf16_reference,
+        num_generations=2, micro_batch_size=4, policy=PolicyConfig(bf16_reference=bf16_reference),
     )
     data = MathDataModule(ArithmeticSource(num_problems=8), tokenizer=str(tiny_model_dir), batch_size=2, check_gold=False)
     trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=1, logger=False, enable_checkpointing=False,

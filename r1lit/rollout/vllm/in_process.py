@@ -45,7 +45,7 @@ class VLLMEngine(VLLMSettings):
 
     def start(self, launch: EngineLaunch) -> None:
         """Build the engine (after ``bind``). With several ranks every rank must call this together."""
-        max_model_len = check_model_len(self.max_model_len, launch.needed_len)
+        max_model_len = check_model_len(self.max_model_len, launch.max_prompt_length, launch.max_tokens)
         vllm = import_vllm()
         from vllm.platforms import current_platform
 
@@ -86,7 +86,8 @@ class VLLMEngine(VLLMSettings):
 
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.llm is None:
-            raise RuntimeError("VLLMEngine.generate called before start(); the VLLMRollout callback starts it")
+            raise RuntimeError("VLLMEngine.generate called before start(): the VLLMEngineCallback starts it (the r1lit "
+                               "command adds it; a Trainer built in Python needs callbacks=[VLLMEngineCallback()])")
         self._wake()
         try:
             return self._generate(prompt_ids, n, sampling, seed)

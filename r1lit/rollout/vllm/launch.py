@@ -15,7 +15,7 @@ VLLM_DEFAULT_MAX_SEQS = 256
 
 @dataclass(frozen=True)
 class EngineLaunch:
-    """The run an engine serves: set by the ``VLLMRollout`` callback from the trainer and the datamodule."""
+    """The run an engine serves: set by the ``VLLMEngineCallback`` from the trainer and the datamodule."""
 
     model_path: str
     """Folder or hub id the engine loads (the policy's starting weights)."""
@@ -42,14 +42,17 @@ class EngineLaunch:
         return self.max_prompt_length + self.max_tokens
 
 
-def check_model_len(max_model_len: int | None, needed_len: int) -> int:
-    """The engine's context length: its own setting if long enough, else prompt limit + max completion."""
-    if max_model_len is not None and max_model_len < needed_len:
+def check_model_len(max_model_len: int | None, max_prompt_length: int, max_tokens: int) -> int:
+    """The engine's context length: its own setting if it holds the longest prompt the data lets through plus the
+    longest completion, else exactly that. The one check: the CLI runs it on the config, the engines at start."""
+    needed = max_prompt_length + max_tokens
+    if max_model_len is not None and max_model_len < needed:
         raise ConfigError(
             f"vLLM max_model_len={max_model_len} is shorter than data.max_prompt_length + "
-            f"model.sampling.max_tokens = {needed_len}; raise max_model_len or lower one of the two"
+            f"model.sampling.max_tokens = {max_prompt_length} + {max_tokens} = {needed}; raise max_model_len to "
+            f"{needed} (or leave it unset), or lower one of the two"
         )
-    return max_model_len or needed_len
+    return max_model_len or needed
 
 
 def prefill_budget(sequences: int, max_prompt_length: int) -> tuple[int, int]:

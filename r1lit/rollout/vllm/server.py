@@ -128,7 +128,8 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
             cuda_visible = physical_gpu(reserved_gpu(torch.cuda.device_count(), launch.training_gpus or launch.training_devices))
         args = [
             "--model", launch.model_path, "--tokenizer", launch.model_path, "--served-model-name", SERVED_NAME,
-            "--dtype", self.dtype, "--max-model-len", str(check_model_len(self.max_model_len, launch.needed_len)),
+            "--dtype", self.dtype,
+            "--max-model-len", str(check_model_len(self.max_model_len, launch.max_prompt_length, launch.max_tokens)),
             "--gpu-memory-utilization", str(self.gpu_memory_utilization or 0.9), "--seed", str(self.seed),
             "--logprobs-mode", "processed_logprobs", "--generation-config", GENERATION_CONFIG,
             "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
@@ -184,7 +185,8 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
 
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig, seed: int | None = None) -> Rollout:
         if self.url is None:
-            raise RuntimeError("VLLMServerEngine.generate called before start(); the VLLMRollout callback starts it")
+            raise RuntimeError("VLLMServerEngine.generate called before start(): the VLLMEngineCallback starts it (the r1lit "
+                               "command adds it; a Trainer built in Python needs callbacks=[VLLMEngineCallback()])")
         runs = split_calls([len(p) for p in prompt_ids], n, *self.budget) if self.on_cpu else [slice(0, len(prompt_ids))]
         samples: list[tuple[list[int], list[float]]] = []
         with ThreadPoolExecutor(max_workers=min(64, max(len(prompt_ids), 1))) as pool:

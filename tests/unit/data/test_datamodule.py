@@ -95,15 +95,15 @@ def test_datamodule_rejects_unparsable_gold_and_counts_what_it_drops(tmp_path, t
     assert dm.stats == {"loaded": 5, "no_answer": 1, "prose_gold": 0, "unparsable_gold": 1, "too_long": 1, "kept": 2}
     assert sorted(e["answer"] for e in dm.train_set) == ["2", "\\pi"]
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"problem", "answer", "prompt", "prompt_ids"}
-    assert isinstance(batch["prompt_ids"][0], list) and len(batch["prompt_ids"][0]) <= 256
+    assert len(batch.problems) == len(batch.answers) == len(batch.prompts) == len(batch.prompt_ids) == len(batch)
+    assert isinstance(batch.prompt_ids[0], list) and len(batch.prompt_ids[0]) <= 256 and batch.next is None
 
 
 def test_datamodule_split_and_shuffle_are_deterministic(tiny_model_dir):
     def order(seed):
         dm = _datamodule(ArithmeticSource(num_problems=40), tiny_model_dir, batch_size=4, val_size=8, seed=seed, check_gold=False)
         dm.setup("fit")
-        return [e["problem"] for e in dm.val_set], [p for b in dm.train_dataloader() for p in b["problem"]]
+        return [e["problem"] for e in dm.val_set], [p for b in dm.train_dataloader() for p in b.problems]
 
     val, train = order(1)
     assert len(val) == 8 and len(train) == 32  # 40 problems: 8 held out, 32 in 8 full batches

@@ -40,7 +40,7 @@ def test_one_loader_per_named_set_and_the_held_out_slice(tmp_path, tiny_model_di
     assert data.val_names == ["heldout", "gsm", "arith"]
     loaders = data.val_dataloader()
     assert [len(loader.dataset) for loader in loaders] == [3, 5, 4]
-    assert next(iter(loaders[1]))["answer"] == ["2", "3"]
+    assert next(iter(loaders[1])).answers == ["2", "3"]
 
 
 def test_bad_names_are_refused(tiny_model_dir):

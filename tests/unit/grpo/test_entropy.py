@@ -9,7 +9,8 @@ import torch
 
 from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
-from r1lit.grpo.entropy import entropy_with_grad, high_entropy_mask
+from r1lit.grpo.entropy import EntropyConfig, high_entropy_mask, token_entropy
+from r1lit.grpo.losses import GRPOLoss
 from r1lit.errors import ConfigError
 from r1lit.module import GRPOModule
 from r1lit.rewards import Reward
@@ -23,11 +24,11 @@ class ConstantReward(Reward):
         return [1.0] * len(completions)
 
 
-def test_entropy_with_grad_by_hand():
+def test_token_entropy_by_hand():
     """Guards the value and the gradient of the bonus: logits (ln 3, 0) give p = (3/4, 1/4),
     H = -(3/4 ln 3/4 + 1/4 ln 1/4) = 0.562335 and dH/dz_i = -p_i (ln p_i + H) = (-0.205990, +0.205990)."""
     logits = torch.tensor([[[math.log(3.0), 0.0]]], requires_grad=True)
-    h = entropy_with_grad(logits)
+    h = token_entropy(logits, torch.logsumexp(logits, dim=-1))
     H = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     assert float(h.detach()) == pytest.approx(H)
     h.sum().backward()
@@ -87,11 +88,11 @@ def test_high_entropy_mask_above_the_quantile_limit():
     assert float(entropy[kept.bool()].min()) == 13434880.0
 
 
-def fit_grads(model_dir, micro_batch_size: int, reward=None, **options) -> tuple[dict, dict]:
+def fit_grads(model_dir, micro_batch_size: int, reward=None, **entropy) -> tuple[dict, dict]:
     L.seed_everything(0)
     module = GRPOModule(
         str(model_dir), rewards=[reward or LengthReward()], sampling=SamplingConfig(max_tokens=12), num_generations=4,
-        micro_batch_size=micro_batch_size, max_grad_norm=None, **options,
+        micro_batch_size=micro_batch_size, max_grad_norm=None, loss=GRPOLoss(entropy=EntropyConfig(**entropy)),
     )
     data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(model_dir), batch_size=2, check_gold=False)
     seen = {}
@@ -111,12 +112,12 @@ def fit_grads(model_dir, micro_batch_size: int, reward=None, **options) -> tuple
 def test_entropy_bonus_gives_the_only_gradient_when_advantages_are_zero(tiny_model_dir):
     """Guards that the bonus reaches the gradient (and that it is off at 0)."""
     off, _ = fit_grads(tiny_model_dir, 8, ConstantReward())
-    on, _ = fit_grads(tiny_model_dir, 8, ConstantReward(), entropy_coef=0.5)
+    on, _ = fit_grads(tiny_model_dir, 8, ConstantReward(), coef=0.5)
     assert all(float(g.abs().max()) == 0.0 for g in off.values())
     assert sum(float(g.abs().sum()) for g in on.values()) > 0.0
 
 
-@pytest.mark.parametrize("options", [{"entropy_coef": 0.1}, {"top_entropy_quantile": 0.2}], ids=["bonus", "quantile"])
+@pytest.mark.parametrize("options", [{"coef": 0.1}, {"top_quantile": 0.2}], ids=["bonus", "quantile"])
 def test_entropy_options_keep_micro_batches_equal_to_one_batch(tiny_model_dir, options):
     """Guards normalisation: the bonus uses the loss's token weights and the quantile threshold is taken over the
     whole rollout, so 4 micro-batches of 2 give one batch of 8's gradient."""
@@ -126,10 +127,10 @@ def test_entropy_options_keep_micro_batches_equal_to_one_batch(tiny_model_dir, o
         torch.testing.assert_close(small[name], grad, rtol=1e-4, atol=1e-7)
     plain, _ = fit_grads(tiny_model_dir, 8)
     assert any(not torch.allclose(plain[n], g) for n, g in big.items())  # the option changed the gradient
-    if "top_entropy_quantile" in options:  # the trained 20 % are the high-entropy tokens
+    if "top_quantile" in options:  # the trained 20 % are the high-entropy tokens
         assert float(metrics["entropy/trained"]) > float(metrics["entropy"])
 
 
 def test_bad_entropy_settings_fail_at_construction(tiny_model_dir):
-    with pytest.raises(ConfigError, match="top_entropy_quantile"):
-        GRPOModule(str(tiny_model_dir), rewards=[LengthReward()], num_generations=2, top_entropy_quantile=0.0)
+    with pytest.raises(ConfigError, match="top_quantile"):
+        EntropyConfig(top_quantile=0.0)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from helpers import loss_inputs
 from r1lit.grpo.importance_sampling import GeometricSequenceMask, MaskedImportanceSampling
 from r1lit.errors import ConfigError
 from r1lit.grpo.losses import GRPOLoss, GSPOLoss
@@ -23,7 +24,7 @@ def gspo(advantage: float, eps=0.2, eps_high=0.28):
     logps = NEW.clone().requires_grad_(True)
     loss_fn = GSPOLoss(epsilon=eps, epsilon_high=eps_high)
     weights = loss_fn.token_weights(MASK, 3, 3.0, 1)  # 1/3 per token: the sequence's term counts once
-    loss, stats = loss_fn(logps, OLD, None, torch.tensor([advantage]), weights)
+    loss, stats = loss_fn(loss_inputs(logps, OLD, None, torch.tensor([advantage]), weights))
     loss.backward()
     return float(loss.detach()), logps.grad, stats
 
@@ -45,7 +46,7 @@ def test_gspo_three_token_sequence_by_hand():
     # loss = -(1.28 + 1 + 1.28) / 3 — the two objectives really differ
     logps = NEW.clone().requires_grad_(True)
     grpo = GRPOLoss(epsilon=0.2, epsilon_high=0.28)
-    loss, _ = grpo(logps, OLD, None, torch.tensor([1.0]), grpo.token_weights(MASK, 3, 3.0, 1))
+    loss, _ = grpo(loss_inputs(logps, OLD, None, torch.tensor([1.0]), grpo.token_weights(MASK, 3, 3.0, 1)))
     assert float(loss) == pytest.approx(-(1.28 + 1 + 1.28) / 3)
 
 
@@ -55,7 +56,7 @@ def test_gspo_ignores_padding_and_defaults_to_the_papers_clip():
     padded_old = torch.cat([OLD, torch.log(torch.tensor([[0.1]]))], dim=1)
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
     loss_fn = GSPOLoss(epsilon=0.2, epsilon_high=0.28)
-    loss, _ = loss_fn(padded_new, padded_old, None, torch.tensor([-1.0]), loss_fn.token_weights(mask, 4, 3.0, 1))
+    loss, _ = loss_fn(loss_inputs(padded_new, padded_old, None, torch.tensor([-1.0]), loss_fn.token_weights(mask, 4, 3.0, 1)))
     assert float(loss) == pytest.approx(S)
     assert (GSPOLoss().epsilon, GSPOLoss().epsilon_high) == (3e-4, 4e-4)
 

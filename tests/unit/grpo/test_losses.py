@@ -5,17 +5,18 @@ import math
 import pytest
 import torch
 
-from r1lit.grpo.metrics import completion_length_stats, token_entropy
+from helpers import loss_inputs
+from r1lit.grpo.advantages import group_advantages
+from r1lit.grpo.metrics import completion_length_stats
 from r1lit.grpo.losses import (
     BNPOLoss,
     DAPOLoss,
     DrGRPOLoss,
     GRPOLoss,
     clipped_surrogate,
-    group_advantages,
     k3_kl,
-    selective_log_softmax,
 )
+from r1lit.policy.logprobs import full_logprobs
 
 
 def test_group_advantages_normalise_within_each_group():
@@ -130,7 +131,7 @@ def test_loss_value_through_the_loss_class():
     """End to end for one class: ratio 1 (μ = 1), advantages [+1, -2]: per-token loss = -A."""
     logps = torch.zeros(2, 4)
     weights = GRPOLoss().token_weights(MASK, 4, 4, 1)
-    loss, stats = GRPOLoss()(logps, logps, None, torch.tensor([1.0, -2.0]), weights)
+    loss, stats = GRPOLoss()(loss_inputs(logps, logps, None, torch.tensor([1.0, -2.0]), weights))
     # sequence means: -1 and +2 -> mean 0.5
     assert float(loss) == pytest.approx(0.5)
     assert stats.clip_low == 0.0 and stats.clip_high == 0.0 and stats.kl == 0.0
@@ -140,12 +141,12 @@ def test_kl_term_adds_beta_times_k3():
     logps = torch.log(torch.full((1, 1), 0.5))
     ref = torch.log(torch.full((1, 1), 0.25))
     weights = torch.ones(1, 1)
-    loss, stats = GRPOLoss(beta=0.1)(logps, logps.detach(), ref, torch.zeros(1), weights)
+    loss, stats = GRPOLoss(beta=0.1)(loss_inputs(logps, logps.detach(), ref, torch.zeros(1), weights))
     k3 = 0.5 + math.log(2) - 1
     assert float(loss) == pytest.approx(0.1 * k3)
     assert stats.mean("kl") == pytest.approx(k3)
     with pytest.raises(ValueError, match="reference"):
-        GRPOLoss(beta=0.1)(logps, logps, None, torch.zeros(1), weights)
+        GRPOLoss(beta=0.1)(loss_inputs(logps, logps, None, torch.zeros(1), weights))
 
 
 def test_mu_one_ratio_is_one_and_gradient_is_plain_policy_gradient():
@@ -159,18 +160,18 @@ def test_mu_one_ratio_is_one_and_gradient_is_plain_policy_gradient():
         weights = loss_fn.token_weights(mask, 5, float(mask.sum()), 1)
         ratio = torch.exp(logps - logps.detach())
         assert torch.equal(ratio, torch.ones_like(ratio))
-        loss, _ = loss_fn(logps, logps.detach(), None, adv, weights)
+        loss, _ = loss_fn(loss_inputs(logps, logps.detach(), None, adv, weights))
         loss.backward()
         torch.testing.assert_close(logps.grad, -adv.unsqueeze(1) * weights)
 
 
-def test_selective_log_softmax_matches_full_log_softmax():
+def test_full_logprobs_match_full_log_softmax():
     torch.manual_seed(0)
     logits = torch.randn(5, 7, 11)
     targets = torch.randint(0, 11, (5, 7))
     expected = torch.log_softmax(logits / 0.7, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(selective_log_softmax(logits, targets, 0.7, chunk_rows=2), expected)
-    got_bf16 = selective_log_softmax(logits.bfloat16(), targets, 1.0)
+    torch.testing.assert_close(full_logprobs(logits, targets, 0.7, chunk_rows=2)[0], expected)
+    got_bf16 = full_logprobs(logits.bfloat16(), targets, 1.0)[0]
     assert got_bf16.dtype == torch.float32
 
 
@@ -183,12 +184,14 @@ def test_token_entropy_by_hand():
     ])
     h_quarter = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))  # 0.5623
     expected = torch.tensor([[math.log(2.0), h_quarter], [0.0, ln3]])
-    torch.testing.assert_close(token_entropy(logits, 1.0, chunk_rows=1), expected, atol=1e-6, rtol=0)
+    targets = torch.zeros(2, 2, dtype=torch.long)
+    torch.testing.assert_close(full_logprobs(logits, targets, 1.0, "metric", chunk_rows=1)[1], expected, atol=1e-6, rtol=0)
     # temperature 2 on doubled logits is the same distribution
-    torch.testing.assert_close(token_entropy(2 * logits, 2.0, chunk_rows=4), expected, atol=1e-6, rtol=0)
-    # it is a metric: float32 out of bf16 logits, and no graph back into the model
+    torch.testing.assert_close(full_logprobs(2 * logits, targets, 2.0, "metric", chunk_rows=4)[1], expected, atol=1e-6,
+                               rtol=0)
+    # as a metric: float32 out of bf16 logits, and no graph back into the model
     trained = logits.clone().requires_grad_(True)
-    out = token_entropy(trained.bfloat16(), 1.0)
+    out = full_logprobs(trained.bfloat16(), targets, 1.0, "metric")[1]
     assert out.dtype == torch.float32 and not out.requires_grad
 
 
@@ -223,7 +226,7 @@ def test_bad_loss_settings_fail_at_construction():
 
 
 def test_truncated_importance_sampling_by_hand():
-    from r1lit.grpo.losses import ImportanceSampling
+    from r1lit.grpo.importance_sampling import ImportanceSampling
     from r1lit.grpo.metrics import sampling_mismatch
 
     trainer = torch.log(torch.tensor([[0.5, 0.4, 0.9], [0.3, 0.3, 0.3]]))
@@ -243,11 +246,15 @@ def test_truncated_importance_sampling_by_hand():
 
 
 def test_is_weights_scale_only_the_policy_gradient_term():
+    from r1lit.grpo.importance_sampling import MaskedImportanceSampling
+
     logps = torch.log(torch.full((1, 2), 0.5))
     ref = torch.log(torch.full((1, 2), 0.25))
     weights = torch.full((1, 2), 0.5)
-    is_w = torch.tensor([[2.0, 0.0]])
-    loss, _ = GRPOLoss(beta=0.1)(logps, logps.detach(), ref, torch.tensor([1.0]), weights, is_weights=is_w)
+    sampler = torch.log(torch.tensor([[0.25, 0.125]]))  # ratios π/π_sampler = [2, 4]: masked IS keeps 2, zeroes 4
+    loss_fn = GRPOLoss(beta=0.1, importance_sampling=MaskedImportanceSampling(upper=2.5))
+    loss, stats = loss_fn(loss_inputs(logps, logps.detach(), ref, torch.tensor([1.0]), weights, sampler))
+    assert float(stats.is_masked) == 1.0
     # surrogate per token = -A·ratio = -1, times IS [2, 0] -> [-2, 0]; plus 0.1·k3 on both; weighted by 0.5 each
     k3 = 0.5 + math.log(2) - 1
     assert float(loss) == pytest.approx(0.5 * (-2 + 0.1 * k3) + 0.5 * (0 + 0.1 * k3))

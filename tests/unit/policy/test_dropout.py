@@ -8,6 +8,7 @@ import torch
 from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.grpo.losses import GRPOLoss
+from r1lit.policy.config import PolicyConfig
 from r1lit.policy.loading import disable_dropout_in_model
 from r1lit.module import GRPOModule
 from r1lit.rollout import SamplingConfig
@@ -43,9 +44,9 @@ class RatioRecorder(GRPOLoss):
         super().__init__(**kwargs)
         self.ratios = []
 
-    def __call__(self, logps, old_logps, ref_logps, advantages, weights, is_weights=None):
-        self.ratios.append(torch.exp(logps.detach() - old_logps))
-        return super().__call__(logps, old_logps, ref_logps, advantages, weights, is_weights)
+    def __call__(self, inputs):
+        self.ratios.append(torch.exp(inputs.logps.detach() - inputs.old_logps))
+        return super().__call__(inputs)
 
 
 def fit_one_step(model_dir, loss, num_iterations=1, **module_args):
@@ -97,6 +98,6 @@ def test_importance_ratio_is_one_before_any_update(gpt2_dropout_dir):
 
 def test_dropout_can_be_kept_on_purpose(gpt2_dropout_dir):
     """Guards the opt-out: disable_dropout=False keeps the model's dropout, which then shows in step 1's kl."""
-    module, trainer = fit_one_step(gpt2_dropout_dir, GRPOLoss(beta=0.1), disable_dropout=False)
+    module, trainer = fit_one_step(gpt2_dropout_dir, GRPOLoss(beta=0.1), policy=PolicyConfig(disable_dropout=False))
     assert all(m.p == 0.1 for m in module.policy.modules() if isinstance(m, torch.nn.Dropout))
     assert float(trainer.callback_metrics["kl"]) > 0.0

@@ -5,9 +5,7 @@ import math
 import pytest
 import torch
 
-from r1lit.policy.logprobs import head_logprobs, lm_parts, matches_full_logits
-from r1lit.grpo.losses import selective_log_softmax
-from r1lit.grpo.metrics import token_entropy
+from r1lit.policy.logprobs import full_logprobs, head_logprobs, lm_parts, matches_full_logits
 
 
 def test_head_logprobs_by_hand():
@@ -34,8 +32,7 @@ def test_chunked_path_equals_full_logits_in_value_and_gradient(tiny_model_dir, c
     temperature = 0.7
 
     logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
-    reference = selective_log_softmax(logits, targets, temperature)
-    ref_entropy = token_entropy(logits, temperature)
+    reference, ref_entropy = full_logprobs(logits, targets, temperature, "metric")
     (reference * torch.linspace(0.5, 1.5, reference.numel()).view_as(reference)).sum().backward()
     ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)

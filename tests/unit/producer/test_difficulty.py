@@ -51,7 +51,7 @@ def test_fit_skips_problems_that_came_out_flat(tiny_model_dir):
     assert sum(skipped) > 0 and skipped[0] == 0  # nothing known at step 1
     assert trained and all(a % 2 == 1 for a in trained)  # only informative (odd) problems get loss
     answers = {e["problem"]: int(e["answer"]) for e in data.train_set}
-    seen = module.difficulty_filter.seen
+    seen = module.producer.difficulty_filter.seen
     even = [p for p in seen if answers[p] % 2 == 0]
     assert even and all(seen[p][1] for p in even)  # every even-answer problem is remembered as flat
 

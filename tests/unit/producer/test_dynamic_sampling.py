@@ -8,7 +8,10 @@ import torch
 from custom_rewards import HalfFlatReward
 from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.data.extra import ExtraProblems
-from r1lit.producer.dynamic_sampling import DynamicSampling, Scored, concat_rollouts, pick_groups, zero_spread
+from r1lit.data.batch import ProblemBatch
+from r1lit.grpo.advantages import flat_groups
+from r1lit.grpo.types import ScoredRollout
+from r1lit.producer.dynamic_sampling import DynamicSampling, concat_rollouts, pick_groups
 from r1lit.module import GRPOModule
 from r1lit.rollout import SamplingConfig
 from r1lit.rollout.types import Rollout
@@ -16,7 +19,7 @@ from r1lit.rollout.types import Rollout
 G = 4
 
 
-def toy_round(name: str, rewards: list[list[float]]) -> Scored:
+def toy_round(name: str, rewards: list[list[float]]) -> ScoredRollout:
     """A round of len(rewards) groups of G completions; completion i of group g is the text f"{name}{g}.{i}"."""
     B = len(rewards)
     texts = [f"{name}{g}.{i}" for g in range(B) for i in range(G)]
@@ -26,8 +29,8 @@ def toy_round(name: str, rewards: list[list[float]]) -> Scored:
         texts=texts, truncated=torch.zeros(B * G, dtype=torch.bool), num_generations=G,
     )
     flat = torch.tensor(rewards).flatten()
-    batch = {"problem": [f"{name}{g}" for g in range(B)], "answer": ["1"] * B, "prompt": ["p"] * B, "prompt_ids": [[1, 1]] * B}
-    return Scored(batch, rollout, flat.unsqueeze(0), flat, torch.zeros(1, dtype=torch.long))
+    batch = ProblemBatch([f"{name}{g}" for g in range(B)], ["1"] * B, ["p"] * B, [[1, 1]] * B)
+    return ScoredRollout(batch, rollout, flat.unsqueeze(0), flat, torch.zeros(1, dtype=torch.long))
 
 
 # The 2-group toy batch: group a0 all right (zero spread), a1 one right of four. An extra round brings b0 (all
@@ -36,9 +39,9 @@ FIRST = [[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]
 SECOND = [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
 
 
-def test_zero_spread_and_pick_by_hand():
+def test_flat_groups_and_pick_by_hand():
     """Guards which groups count as informative and the order picks (and filler) are taken in."""
-    assert zero_spread(torch.tensor(FIRST + SECOND).flatten(), G).tolist() == [True, False, True, False]
+    assert flat_groups(torch.tensor(FIRST + SECOND).flatten(), G).tolist() == [True, False, True, False]
     assert pick_groups(torch.tensor([False, True, False, True]), 2) == ([1, 3], [True, True])
     assert pick_groups(torch.tensor([False, True, False, True, True]), 2) == ([1, 3], [True, True])  # surplus left
     assert pick_groups(torch.tensor([False, True]), 2) == ([1, 0], [True, False])  # one filler, not trained
@@ -56,7 +59,7 @@ def test_two_group_toy_batch_fills_from_an_extra_round():
     filled = DynamicSampling(max_num_gen_batches=3).fill(toy_round("a", FIRST), 2, more, lambda short: short)
     assert calls == [(1, 2)]
     assert filled.rounds == 2 and filled.kept == 2 and filled.dropped == 2 and not filled.capped
-    assert filled.selected.batch["problem"] == ["a1", "b1"] and filled.trained.tolist() == [True, True]
+    assert filled.selected.batch.problems == ["a1", "b1"] and filled.trained.tolist() == [True, True]
     assert filled.selected.rewards.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     assert filled.selected.rollout.texts[4:] == ["b1.0", "b1.1", "b1.2", "b1.3"]
     assert filled.pool.num_groups == 4  # what the step's reward metrics describe
@@ -66,7 +69,7 @@ def test_cap_trains_on_what_was_found_and_says_so():
     """Guards the cap: with max_num_gen_batches=1 no extra round runs; a1 is trained, a0 fills the batch untrained."""
     filled = DynamicSampling(max_num_gen_batches=1).fill(toy_round("a", FIRST), 2, pytest.fail, lambda short: short)
     assert filled.rounds == 1 and filled.kept == 1 and filled.dropped == 1 and filled.capped
-    assert filled.selected.batch["problem"] == ["a1", "a0"] and filled.trained.tolist() == [True, False]
+    assert filled.selected.batch.problems == ["a1", "a0"] and filled.trained.tolist() == [True, False]
 
 
 def test_a_full_rank_keeps_generating_while_another_is_short():
@@ -75,7 +78,7 @@ def test_a_full_rank_keeps_generating_while_another_is_short():
     filled = DynamicSampling(max_num_gen_batches=3).fill(
         toy_round("a", SECOND[1:] * 2), 2, lambda r, c: rounds.append(r) or toy_round("b", SECOND), lambda short: 1,
     )
-    assert rounds == [1, 2] and filled.rounds == 3 and filled.selected.batch["problem"] == ["a0", "a1"]
+    assert rounds == [1, 2] and filled.rounds == 3 and filled.selected.batch.problems == ["a0", "a1"]
 
 
 def test_concat_rollouts_repads_prompts_left_and_completions_right():

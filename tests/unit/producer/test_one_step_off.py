@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from custom_rewards import LengthReward
-from r1lit.callbacks import VLLMRollout
-from r1lit.data import ArithmeticSource, MathDataModule
+from r1lit.callbacks import VLLMEngineCallback
+from r1lit.data import ArithmeticSource, MathDataModule, ProblemBatch
 from r1lit.data.sampler import ResumableLoader
 from r1lit.errors import ConfigError
 from r1lit.module import GRPOModule
@@ -25,7 +25,7 @@ class Watch(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.before.append(fingerprint(pl_module.policy))
-        self.prompts.append(batch["prompt_ids"])
+        self.prompts.append(batch.prompt_ids)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.texts.append([c.text for g in outputs["groups"] for c in g.completions])
@@ -44,11 +44,12 @@ def module(model_dir, async_generation=True, engine=None):
 def trainer(root, steps, *callbacks, **kwargs):
     return L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
                      enable_model_summary=False, limit_val_batches=0, default_root_dir=root,
-                     callbacks=[VLLMRollout(), *callbacks], **kwargs)
+                     callbacks=[VLLMEngineCallback(), *callbacks], **kwargs)
 
 
-def data(model_dir):
-    return MathDataModule(ArithmeticSource(num_problems=40), tokenizer=str(model_dir), batch_size=2, check_gold=False)
+def data(model_dir, lookahead=True):
+    return MathDataModule(ArithmeticSource(num_problems=40), tokenizer=str(model_dir), batch_size=2, check_gold=False,
+                          lookahead=lookahead)
 
 
 def test_each_step_trains_on_a_rollout_sampled_by_the_weights_one_update_older(tiny_model_dir, tmp_path):
@@ -70,7 +71,7 @@ def test_each_step_trains_on_a_rollout_sampled_by_the_weights_one_update_older(t
 def test_synchronous_engine_samples_with_the_current_weights(tiny_model_dir, tmp_path):
     """The same engine without async_generation: staleness 0, each rollout from the weights before its own step."""
     watch, mod = Watch(), module(tiny_model_dir, async_generation=False)
-    trainer(tmp_path, 3, watch, enable_checkpointing=False).fit(mod, data(tiny_model_dir))
+    trainer(tmp_path, 3, watch, enable_checkpointing=False).fit(mod, data(tiny_model_dir, lookahead=False))
     assert watch.staleness == [0.0, 0.0, 0.0]
     assert [weights for _, weights in mod.engine.calls] == watch.before
 
@@ -94,12 +95,19 @@ def test_resume_with_a_rollout_in_flight_equals_the_uninterrupted_run(tiny_model
 
 
 def test_lookahead_loader_hands_each_batch_its_successor():
-    loader = ResumableLoader(list(range(7)), batch_size=2, drop_last=True, lookahead=True,
-                             collate_fn=lambda xs: {"problem": xs})
+    examples = [{"problem": str(i), "answer": "1", "prompt": "p", "prompt_ids": [i]} for i in range(7)]
+    loader = ResumableLoader(examples, batch_size=2, drop_last=True, lookahead=True, collate_fn=ProblemBatch.collate)
     batches = list(loader)
-    assert [b["problem"] for b in batches] == [[0, 1], [2, 3], [4, 5]]
-    assert [b["next"]["problem"] if b["next"] else None for b in batches] == [[2, 3], [4, 5], None]
-    assert "next" not in next(iter(ResumableLoader(list(range(4)), batch_size=2, collate_fn=lambda xs: {"p": xs})))
+    assert [b.problems for b in batches] == [["0", "1"], ["2", "3"], ["4", "5"]]
+    assert [b.next.problems if b.next else None for b in batches] == [["2", "3"], ["4", "5"], None]
+    plain = ResumableLoader(examples[:4], batch_size=2, collate_fn=ProblemBatch.collate)
+    assert next(iter(plain)).next is None
+
+
+def test_async_generation_without_the_datas_successors_fails_clearly(tiny_model_dir, tmp_path):
+    """A module built in Python with async_generation and a datamodule without lookahead names the fix."""
+    with pytest.raises(ConfigError, match="lookahead=True"):
+        trainer(tmp_path, 1, enable_checkpointing=False).fit(module(tiny_model_dir), data(tiny_model_dir, False))
 
 
 def test_async_generation_with_an_engine_that_shares_the_weights_is_refused(tiny_model_dir):

@@ -7,7 +7,7 @@ import torch
 from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
 from r1lit.errors import ConfigError
-from r1lit.grpo.losses import trained_rows
+from r1lit.grpo.losses import GRPOLoss
 from r1lit.module import GRPOModule
 from r1lit.rewards import OverlongPenalty
 from r1lit.rewards.overlong import soft_overlong_penalty
@@ -47,16 +47,17 @@ def test_overlong_reward_reads_token_lengths_and_defaults_to_max_tokens():
 def test_trained_rows_by_hand():
     """Guards which completions get loss: truncated ones under mask_truncated, and dynamic sampling's filler groups."""
     truncated = torch.tensor([False, True, False, False, True, True])  # G = 3: groups [F T F], [F T T]
-    assert trained_rows(truncated, 3, None, False).tolist() == [True] * 6
-    assert trained_rows(truncated, 3, None, True).tolist() == [True, False, True, True, False, False]
-    assert trained_rows(truncated, 3, torch.tensor([False, True]), True).tolist() == [False] * 3 + [True, False, False]
+    keep, drop = GRPOLoss(), GRPOLoss(mask_truncated_completions=True)
+    assert keep.trained_rows(truncated, 3, None).tolist() == [True] * 6
+    assert drop.trained_rows(truncated, 3, None).tolist() == [True, False, True, True, False, False]
+    assert drop.trained_rows(truncated, 3, torch.tensor([False, True])).tolist() == [False] * 3 + [True, False, False]
 
 
 def _one_step_grads(model_dir, mask_truncated: bool) -> tuple[dict, list[bool]]:
     L.seed_everything(0)
     module = GRPOModule(
         str(model_dir), rewards=[LengthReward()], sampling=SamplingConfig(max_tokens=3), num_generations=4,
-        micro_batch_size=4, max_grad_norm=None, mask_truncated_completions=mask_truncated,
+        micro_batch_size=4, max_grad_norm=None, loss=GRPOLoss(mask_truncated_completions=mask_truncated),
     )
     data = MathDataModule(ArithmeticSource(num_problems=8), tokenizer=str(model_dir), batch_size=2, check_gold=False)
     seen = {}

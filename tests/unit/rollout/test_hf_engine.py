@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from custom_rewards import LengthReward
 from r1lit.data import ArithmeticSource, MathDataModule
-from r1lit.grpo.importance_sampling import GeometricSequenceMask, MaskedImportanceSampling
-from r1lit.grpo.losses import ImportanceSampling
+from r1lit.grpo.importance_sampling import GeometricSequenceMask, ImportanceSampling, MaskedImportanceSampling
+from r1lit.grpo.losses import GRPOLoss
 from r1lit.module import GRPOModule
 from r1lit.policy.loading import load_tokenizer
 from r1lit.rollout import SamplingConfig
@@ -119,7 +119,7 @@ def test_one_step_fit_with_top_p_and_a_correction_is_finite(tiny_model_dir, corr
     module = GRPOModule(
         str(tiny_model_dir), rewards=[LengthReward()], engine=EarlyEOSEngine(return_logprobs=True),
         sampling=SamplingConfig(max_tokens=12, top_p=0.9), num_generations=4, micro_batch_size=4,
-        importance_sampling=correction,
+        loss=GRPOLoss(importance_sampling=correction),
     )
     with torch.no_grad():  # a peaked distribution (the random tiny model's is nearly flat): top_p 0.9 cuts tokens
         module.policy.get_output_embeddings().weight.mul_(10.0)

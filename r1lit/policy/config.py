@@ -1,0 +1,38 @@
+"""PolicyConfig: how the policy (and its frozen reference) is loaded and run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from r1lit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Loading and running the policy: dtype, attention kernel, memory savers, dropout, the reference's dtype."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    """dtype the policy (and its reference) is loaded in (transformers' ``dtype``): None = float32 weights (train in
+    ``bf16-mixed`` with them); ``bfloat16`` halves the weights' memory (pure bf16 training); ``auto`` = the
+    checkpoint's own dtype."""
+    attn_implementation: str | None = None
+    """transformers' attention kernel (``sdpa``, ``eager``, ``flash_attention_2`` where installed); None =
+    transformers' default."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    disable_dropout: bool = True
+    """Turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on, log-probs of the
+    same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1."""
+    logprob_chunk_tokens: int | None = 256
+    """Tokens per chunk when the LM head turns hidden states into log-probs: the full vocabulary's logits exist
+    for one chunk at a time (forward and backward), never for a whole micro-batch. Models whose logits are more
+    than head(decoder(x)) keep their full logits; None = always the full logits (for comparisons)."""
+    bf16_reference: bool = True
+    """Under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its memory; its
+    matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/unit/policy/test_logprobs.py)."""
+
+    def __post_init__(self):
+        if self.logprob_chunk_tokens is not None and self.logprob_chunk_tokens < 1:
+            raise ConfigError(f"model.policy.logprob_chunk_tokens must be >= 1 (or null for full logits), got "
+                              f"{self.logprob_chunk_tokens}")
