@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r1lit.grpo.importance_sampling import GeometricSequenceMask, MaskedImportanceSampling
-from r1lit.grpo.losses import ImportanceSampling
+from r1lit.grpo.importance_sampling import ImportanceSampling
 
 # Two completions of 4 slots: the first ended after 2 tokens, the second runs to the end.
 MASK = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
