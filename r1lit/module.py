@@ -25,7 +25,7 @@ from r1lit.data.batch import ProblemBatch
 from r1lit.errors import ConfigError
 from r1lit.eval.pass_at_k import PassAtK
 from r1lit.eval.set_accuracy import SetAccuracy
-from r1lit.grading.answers import extract_answer
+from r1lit.eval.validation_metrics import validation_metrics
 from r1lit.grpo.advantages import group_advantages
 from r1lit.grpo.groups import scored_groups
 from r1lit.grpo.losses import GRPOLoss
@@ -34,12 +34,12 @@ from r1lit.grpo.optimise import PolicyUpdate, check_batch_layout
 from r1lit.policy.config import PolicyConfig
 from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.policy.logprobs import CompletionLogprobs
+from r1lit.policy.shared_prefix import SharedPrefixLogprobs
 from r1lit.producer.difficulty import DifficultyFilter
 from r1lit.producer.dynamic_sampling import DynamicSampling
 from r1lit.producer.rollout_producer import ProducedRollout, RolloutProducer
 from r1lit.rewards.accuracy import AccuracyReward
 from r1lit.rewards.base import Reward
-from r1lit.rewards.scoring import score_completions, weighted_sum
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
@@ -138,7 +138,8 @@ class GRPOModule(L.LightningModule):
         self.producer = RolloutProducer(self.engine, self.rewards, sampling, num_generations, num_iterations,
                                         dynamic_sampling, difficulty_filter, one_step_off=async_generation)
         chunk = policy.logprob_chunk_tokens
-        self.completion_logprobs = CompletionLogprobs(sampling.temperature, chunk or 1, chunked=chunk is not None)
+        scorer = SharedPrefixLogprobs if policy.shared_prefix else CompletionLogprobs
+        self.completion_logprobs = scorer(sampling.temperature, chunk or 1, chunked=chunk is not None)
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.update = PolicyUpdate(self.loss, self.completion_logprobs, micro_batch_size, num_iterations,
                                    sampling.max_tokens, max_grad_norm, self.nonfinite)
@@ -269,39 +270,22 @@ class GRPOModule(L.LightningModule):
     # ---- validation -----------------------------------------------------------------------------------------
 
     def validation_step(self, batch: ProblemBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """One sampled completion per held-out problem, scored by the training rewards; with ``val_pass_at_k``, n
-        per problem: the first of each scored as before, all n graded by answer equivalence for pass@k / maj@k.
-        With named sets (``data.val_sources``) every metric is ``val/<name>/…``; ``val/accuracy`` is their mean."""
+        """n sampled completions per held-out problem (n = 1 without ``val_pass_at_k``), measured by
+        ``validation_metrics``. With named sets (``data.val_sources``) every metric is ``val/<name>/…`` and
+        ``val/accuracy`` is the mean of their accuracies."""
         names = self._val_names()
         name = names[dataloader_idx] if names else None
         n = self.val_pass_at_k.n if self.val_pass_at_k is not None else 1
         seed = validation_seed(self.sampling.seed, self.global_step, self.global_rank, batch_idx, dataloader_idx)
         with engine_failure(self.engine, "generating"):
             rollout = self.engine.generate(batch.prompt_ids, n=n, sampling=self.sampling, seed=seed)
-        first = list(range(0, len(rollout.texts), n))  # each problem's first sample
-        per_reward, _ = score_completions(  # [R, B]
-            self.rewards, batch.prompts, [rollout.texts[i] for i in first], batch.answers,
-            rollout.completion_lengths[first].tolist(), self.sampling.max_tokens,
-        )
-
-        def log(metric: str, value: Tensor) -> None:
+        metrics, scores = validation_metrics(rollout, batch, n, self.rewards, self.accuracy, self.val_pass_at_k,
+                                             self.sampling.max_tokens)
+        if name is not None and scores is not None:
+            self.set_accuracy.add(name, scores)
+        for metric, value in metrics.items():
             self.log(f"val/{name}/{metric}" if name else f"val/{metric}", value.to(self.device), batch_size=len(batch),
                      sync_dist=True, add_dataloader_idx=False)
-
-        log("reward", weighted_sum(self.rewards, per_reward).mean())
-        if self.accuracy is not None:  # pass@1: one sample per problem, scored by the (first) accuracy reward
-            row = per_reward[self.rewards.index(self.accuracy)]
-            log("accuracy", row.mean())
-            if name is not None:
-                self.set_accuracy.add(name, row)
-        for reward, row in zip(self.rewards, per_reward):
-            log(f"rewards/{reward.name}/mean", row.mean())
-        if self.val_pass_at_k is not None:
-            golds = [a for a in batch.answers for _ in range(n)]  # graded by equivalence only, no format
-            correct = self.accuracy([p for p in batch.prompts for _ in range(n)], rollout.texts, golds)
-            extracted = [extract_answer(text) for text in rollout.texts]
-            for metric, value in self.val_pass_at_k.metrics(extracted, correct).items():
-                log(metric, torch.tensor(value))
 
     def _val_names(self) -> list[str]:
         return getattr(getattr(self.trainer, "datamodule", None), "val_names", None) or []

@@ -28,6 +28,11 @@ class PolicyConfig:
     """Tokens per chunk when the LM head turns hidden states into log-probs: the full vocabulary's logits exist
     for one chunk at a time (forward and backward), never for a whole micro-batch. Models whose logits are more
     than head(decoder(x)) keep their full logits; None = always the full logits (for comparisons)."""
+    shared_prefix: bool = True
+    """Compute each distinct prompt once per micro-batch: its G completions attend to one copy of its keys and
+    values in a packed row (same log-probs and gradients as computing every completion with its own copy of the
+    prompt, ``docs/shared-prefix.md``). Models or kernels that cannot take the packed layout fall back, with one
+    warning; False = always one row per completion (for comparisons)."""
     bf16_reference: bool = True
     """Under ``bf16-mixed``, keep the frozen reference (``loss.beta`` > 0) in bfloat16: half its memory; its
     matmuls already ran in bf16 under autocast (the mean KL moves by < 2 %, tests/unit/policy/test_logprobs.py)."""
