@@ -1,7 +1,7 @@
 """Benchmark: the embedded default's whole GRPO step with each rollout engine (HF generate, vLLM in process, vLLM in
 its own process), from real ``r1lit fit`` runs of ``configs/smollm2-cpu.yaml``.
 
-    .venv/bin/python benchmarks/bench_step.py [--steps 8] [--engines hf inprocess process process_async hf_checkpointing]
+    .venv/bin/python benchmarks/bench_step.py [--steps 8] [--engines hf inprocess process process_async hf_checkpointing process_unshared]
 
 Each run trains ``--steps`` steps from the same seed; the table gives medians over steps 2.. (step 1 includes
 start-up work) of ``step_time``, ``time/generate``, ``time/optimise`` and ``time/weight_push`` from TensorBoard,
@@ -23,14 +23,16 @@ from record import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {
-    "hf": [],
+    "hf": ["--model.engine=HFEngine"],
     "inprocess": ["--model.engine=VLLMEngine", "--model.engine.dtype=bfloat16",
                   "--model.engine.kv_cache_memory_bytes=1073741824"],
     "process": ["--model.engine=VLLMServerEngine", "--model.engine.dtype=bfloat16",
                 "--model.engine.kv_cache_memory_bytes=1073741824"],
 }
 ENGINES["process_async"] = ENGINES["process"] + ["--model.async_generation=true"]  # one-step-off on the same engine
-ENGINES["hf_checkpointing"] = ["--model.policy.gradient_checkpointing=true"]  # the default engine, activations recomputed
+ENGINES["hf_checkpointing"] = ENGINES["hf"] + ["--model.policy.gradient_checkpointing=true"]  # activations recomputed
+# the config's engine with every completion scored beside its own copy of the prompt (shared-prefix log-probs off)
+ENGINES["process_unshared"] = ENGINES["process"] + ["--model.policy.shared_prefix=false"]
 TAGS = ("step_time", "time/generate", "time/optimise", "time/weight_push", "reward")
 
 
