@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=78)
     parser.add_argument("--completion-tokens", type=int, default=22)
     parser.add_argument("--micro-batch", type=int, default=16, help="rows per micro-batch")
-    parser.add_argument("--chunk-tokens", type=int, default=256, help="the LM head's chunk (model.logprob_chunk_tokens)")
+    parser.add_argument("--chunk-tokens", type=int, default=256, help="the LM head's chunk (model.policy.logprob_chunk_tokens)")
     parser.add_argument("--row-tokens", type=int, default=2048, help="SharedPrefixLogprobs' packed row budget")
     parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (fp32 weights), as bf16-mixed trains")
     parser.add_argument("--threads", type=int, default=2)

@@ -79,7 +79,8 @@ class R1LitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """Adds what the config implies: the ``VLLMEngineCallback`` that runs a vLLM ``model.engine``, and what
-        it leaves out of fault tolerance and display: ``GracefulStop``, atomic checkpoint writes, the step bar."""
+        it leaves out of fault tolerance and display: ``GracefulStop``, ``TrainingHealth``, atomic checkpoint writes,
+        the step bar. A callback the config lists itself keeps its settings and is not added twice."""
         trainer = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
         first, added = [], []

@@ -53,7 +53,30 @@ def explain(error: BaseException, argv: list[str]) -> str:
     return f"{type(error).__name__}: {first}{memory_hint(first)}" if first else type(error).__name__
 
 
+# Settings that live elsewhere in the config than a config written for r1lit 0.1 puts them: old key -> new key.
+MOVED = {
+    "model.importance_sampling": "model.loss.init_args.importance_sampling",
+    "model.entropy_coef": "model.loss.init_args.entropy.coef",
+    "model.top_entropy_quantile": "model.loss.init_args.entropy.top_quantile",
+    "model.mask_truncated_completions": "model.loss.init_args.mask_truncated_completions",
+    "model.torch_dtype": "model.policy.dtype",
+    **{f"model.{name}": f"model.policy.{name}" for name in (
+        "gradient_checkpointing", "attn_implementation", "logprob_chunk_tokens", "bf16_reference", "disable_dropout")},
+}
+
+
+def _moved(text: str) -> str | None:
+    """A parse error about a setting that moved: where it lives now."""
+    for old, new in MOVED.items():
+        leaf = old.split(".", 1)[1]
+        if re.search(rf"(--{re.escape(old)}\b|option '(model\.)?{re.escape(leaf)}[.'])", text):
+            return f"{old} is set as {new}: move it there"
+    return None
+
+
 def _parse_error(text: str, argv: list[str]) -> str:
+    if moved := _moved(text):
+        return moved
     key = (re.search(r'Parser key "([^"]+)"', text) or [None, None])[1]
     name = re.search(r"Expected a dot import path string: (\S+)", text)
     if name:

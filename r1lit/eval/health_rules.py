@@ -168,7 +168,7 @@ class EntropyCollapse(Rule):
         if values is not None and fmean(values) < t.entropy_low:
             return (f"token entropy {fmean(values):.3f} nats over the last {t.window} steps: the policy samples "
                     "nearly one answer, groups stop differing: raise model.sampling.temperature, set "
-                    "model.entropy_coef or loss.epsilon_high (clip-higher), or lower the learning rate")
+                    "model.loss.init_args.entropy.coef or loss.epsilon_high (clip-higher), or lower the learning rate")
         return None
 
 

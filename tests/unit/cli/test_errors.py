@@ -36,3 +36,16 @@ def test_a_parse_error_without_a_class_names_the_key(capsys, tmp_path, tiny_mode
     config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.max_steps": "many"})
     line = first_error_line(capsys, tmp_path, config)
     assert line.startswith("r1lit: error: trainer.max_steps: ") and "many" in line
+
+
+@pytest.mark.parametrize("old, value, new", [
+    ("importance_sampling", {"class_path": "ImportanceSampling"}, "model.loss.init_args.importance_sampling"),
+    ("entropy_coef", 0.1, "model.loss.init_args.entropy.coef"),
+    ("torch_dtype", "bfloat16", "model.policy.dtype"),
+    ("gradient_checkpointing", True, "model.policy.gradient_checkpointing"),
+])
+def test_a_setting_in_its_old_place_names_its_new_one(capsys, tmp_path, tiny_model_dir, old, value, new):
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["model"][old] = value
+    line = first_error_line(capsys, tmp_path, config)
+    assert line == f"r1lit: error: model.{old} is set as {new}: move it there"
