@@ -54,7 +54,7 @@ class NonFiniteGuard:
                 f"grad_norm={grad_norm}; {self.skipped} skipped in all), so training has diverged. Resume from the last "
                 "checkpoint with one of: a lower learning rate (model.optimizer's lr); gradient clipping (model.max_grad_norm: 1.0); "
                 "trainer.precision: 32-true or bf16-mixed instead of 16-mixed / bf16-true; a smaller loss.beta. "
-                "model.max_consecutive_nonfinite sets how many bad updates in a row are skipped before this stop."
+                "model.max_consecutive_nonfinite sets how many bad updates in a row are skipped before the run stops."
             )
         return True
 
