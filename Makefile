@@ -39,8 +39,10 @@ endif
 run: install
 	$(BIN)/r1lit fit --config configs/smollm2-cpu.yaml
 
+# Two workers (one per core): most of the time goes to subprocess fits and engines that each keep one core busy.
+# Files stay whole on one worker (module fixtures are built once).
 test: install
-	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15 -n 2 --dist loadfile
 
 # The quick loop while editing (no real engines, no subprocess fits; ~1 min on 2 cores). CI runs `make test`.
 test-fast: install
