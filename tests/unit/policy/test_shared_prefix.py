@@ -354,3 +354,13 @@ def test_under_deepspeed_zero3(tmp_path, tiny_model_dir):
         assert torch.allclose(mine, theirs, atol=1e-6, rtol=1e-4), name
         nonzero += int(theirs.abs().max() > 0)
     assert nonzero > len(ref_grads) // 2
+
+
+@pytest.mark.slow
+def test_the_embedded_model_takes_the_shared_path():
+    """Guards the probe's tolerance: SmolLM2-135M (30 layers, fp32, sdpa) packs with log-probs ~2e-4 from the
+    unshared path's (another summation order), which must not send the default run down the fallback."""
+    from r1lit.policy.loading import load_policy
+
+    model = load_policy("embedded:smollm2-135m-instruct", None, None)
+    assert SharedPrefixLogprobs(0.7, 256)._probe(model) is None
