@@ -14,9 +14,13 @@ It checks that both paths agree on the real tokens before timing them.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling flop_floor.py
+from flop_floor import best_seconds  # noqa: E402
 
 
 def rollout(prompts: int, generations: int, prompt_tokens: int, completion_tokens: int, vocab: int,
@@ -36,16 +40,6 @@ def rollout(prompts: int, generations: int, prompt_tokens: int, completion_token
             ids[row, P - p:P], attention[row, P - p:P] = prompt, 1
             ids[row, P:P + c], attention[row, P:P + c] = torch.randint(10, vocab, (c,), generator=g), 1
     return ids, attention, C
-
-
-def best(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -100,7 +94,8 @@ def main() -> None:
     print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14}")
     times = {}
     for name, scorer in scorers.items():
-        times[name] = (best(lambda: policy_pass(scorer), args.repeats), best(lambda: reference_pass(scorer), args.repeats))
+        times[name] = (best_seconds(lambda: policy_pass(scorer), args.repeats),
+                        best_seconds(lambda: reference_pass(scorer), args.repeats))
         print(f"  {name:10} {times[name][0]:10.3f} {times[name][1]:14.3f}")
     (u_train, u_ref), (s_train, s_ref) = times["unshared"], times["shared"]
     print(f"  speed-up   {u_train / s_train:10.2f}× {u_ref / s_ref:13.2f}×")
