@@ -26,6 +26,7 @@ and says so once.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 
@@ -166,6 +167,41 @@ def unsupported(model: nn.Module) -> str | None:
     return None
 
 
+TWIN_SIZES = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+              "head_dim": 16, "vocab_size": 32}
+
+
+def structural_twin(model: nn.Module) -> nn.Module | None:
+    """A float32 model of the same class, attention kernel and layer kinds as ``model``, two layers of width 64 and
+    a 32-token vocabulary, randomly initialised on the CPU (the global RNG untouched); None when the config cannot
+    be shrunk into one. What the probe checks (the 4-D mask, position ids, the LM head's place) is the class's code
+    path, which the twin shares; its weights are irrelevant, and its float32 sums leave no rounding to hide in."""
+    config = copy.deepcopy(getattr(model, "config", None))
+    if config is None or not hasattr(type(model), "_from_config"):
+        return None
+    for name, size in TWIN_SIZES.items():
+        if hasattr(config, name):
+            setattr(config, name, size)
+    if getattr(config, "num_key_value_heads", None) is not None:  # keep grouped-query attention grouped
+        grouped = model.config.num_key_value_heads < model.config.num_attention_heads
+        config.num_key_value_heads = 2 if grouped else 4
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types[:2])
+    if getattr(config, "max_window_layers", None) is not None:
+        config.max_window_layers = min(config.max_window_layers, 2)
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):  # ids must fit the small vocabulary
+        if isinstance(getattr(config, name, None), int):
+            setattr(config, name, 0)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            twin = type(model)._from_config(config, dtype=torch.float32,
+                                            attn_implementation=model.config._attn_implementation)
+    except Exception:  # noqa: BLE001 - any config that cannot be shrunk: the model itself is probed
+        return None
+    return twin.eval()
+
+
 class SharedPrefixLogprobs:
     """``CompletionLogprobs``'s contract with each distinct prompt of a micro-batch computed once (see the module
     docstring); models that cannot take the packed layout use ``CompletionLogprobs`` itself, with one warning."""
@@ -201,10 +237,25 @@ class SharedPrefixLogprobs:
             self._shares[id(model)] = reason is None
         return self._shares[id(model)]
 
-    @torch.no_grad()
     def _probe(self, model: nn.Module) -> str | None:
-        """Compare both paths on a short probe (two completions sharing a left-padded prompt, and a third row), in
-        the model's own dtype and eval mode: None when they agree, else why not."""
+        """Compare both paths on a short probe: None when they agree, else why not. The probe runs on a small
+        float32 twin of the model (``structural_twin``): whether the layout is right is a property of the
+        architecture's code path, and in bfloat16 a right layout still differs by several nats on unlikely tokens
+        (SmolLM2-135M in bf16: 8.9). A float32 model is probed itself as well (a patched instance differs from its
+        class); a model no twin can be built of only itself, at a tolerance for its dtype."""
+        twin = structural_twin(model)
+        reason = None if twin is None else self._compare(twin, atol=1e-4)
+        fp32 = next(model.parameters()).dtype == torch.float32
+        if reason is None and (twin is None or fp32):  # the model itself too, where its dtype lets the probe judge
+            # fp32 kernels sum in another order over a packed row: deep models differ by ~1e-4 (SmolLM2-135M, 30
+            # layers: 2.1e-4); a wrong mask or position is off by far more than 2e-3
+            reason = self._compare(model, atol=2e-3 if fp32 else 5e-2)
+        return reason
+
+    @torch.no_grad()
+    def _compare(self, model: nn.Module, atol: float) -> str | None:
+        """The largest gap between both paths' log-probs on two completions sharing a left-padded prompt and a third
+        row, in eval mode and the model's own dtype: None when it is at most ``atol``."""
         device = next(model.parameters()).device
         ids = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 7, 8, 9], [4, 2, 6, 1, 3, 5, 7]], device=device)
         attention = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1], [1] * 7], device=device)
@@ -218,9 +269,6 @@ class SharedPrefixLogprobs:
             return f"the packed forward failed ({type(error).__name__}: {error})"
         finally:
             model.train(was_training)
-        # fp32 kernels sum in another order over a packed row: deep models differ by ~1e-4 (SmolLM2-135M, 30 layers:
-        # 2.1e-4); a wrong mask or position is off by far more than 2e-3
-        atol = 2e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
         gap = float((mine - theirs).abs().max())
         return None if gap <= atol else f"a probe's log-probs differ from the unshared path's by {gap:.2g}"
 

@@ -364,3 +364,38 @@ def test_the_embedded_model_takes_the_shared_path():
 
     model = load_policy("embedded:smollm2-135m-instruct", None, None)
     assert SharedPrefixLogprobs(0.7, 256)._probe(model) is None
+    # the bf16 reference of a bf16-mixed run: its own layouts differ by up to 8.9 nats on the probe's tokens
+    assert SharedPrefixLogprobs(0.7, 256)._probe(model.to(torch.bfloat16)) is None
+
+
+def test_the_probe_judges_a_bfloat16_model_on_a_float32_twin_and_leaves_the_rng_alone(tiny_model_dir):
+    """In bf16 the two layouts differ by rounding that can reach nats on unlikely tokens; the probe judges the
+    architecture on a float32 twin of the same class and kernel (two layers, width 64), built without drawing from
+    the global RNG, so a bf16 reference or a DeepSpeed bf16 policy keeps the shared path."""
+    from r1lit.policy.shared_prefix import structural_twin
+
+    model = _model("qwen2", tiny_model_dir).to(torch.bfloat16)
+    twin = structural_twin(model)
+    assert type(twin) is type(model) and twin.config._attn_implementation == model.config._attn_implementation
+    assert next(twin.parameters()).dtype == torch.float32 and twin.config.num_hidden_layers == 2
+    assert (twin.config.num_key_value_heads < twin.config.num_attention_heads) == \
+        (model.config.num_key_value_heads < model.config.num_attention_heads)
+    state = torch.get_rng_state()
+    assert SharedPrefixLogprobs(1.0)._probe(model) is None
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_twin_that_drops_the_mask_is_caught_even_for_a_bfloat16_model(tiny_model_dir, monkeypatch):
+    """The twin runs the class's own code: a kernel that ignores 4-D masks fails the probe through the twin alone."""
+    from transformers import Qwen2Model
+
+    real_forward = Qwen2Model.forward
+
+    def drops_4d_masks(self, *args, attention_mask=None, **kwargs):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = None
+        return real_forward(self, *args, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(Qwen2Model, "forward", drops_4d_masks)
+    model = _model("qwen2", tiny_model_dir).to(torch.bfloat16)
+    assert "differ from the unshared path's" in SharedPrefixLogprobs(1.0)._probe(model)
