@@ -115,8 +115,12 @@ class VLLMEngine(VLLMSettings):
         """Replace vLLM's weights in place, re-derive what loading derives (tied lm_head, repacked CPU linears),
         and drop cached prefixes computed with the old weights."""
         weights = [(name, tensor.detach()) for name, tensor in named_tensors]
+        # in the engine's own dtype, cast one tensor at a time as vLLM reads it: vLLM would cast each anyway, and
+        # warns once per tensor of another dtype (~270 lines per push for a 135M model)
+        dtype = getattr(torch, self.dtype) if self.dtype in ("float32", "bfloat16", "float16") else None
         self._wake()  # weights go into an awake engine: a sleeping one would restore its old copy over them
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        self.llm.collective_rpc("reload_weights",
+                                kwargs={"weights_iterator": ((name, t.to(dtype)) for name, t in weights)})
         self.llm.collective_rpc(refresh_tied_lm_head)
         self.llm.reset_prefix_cache()
 
