@@ -42,7 +42,7 @@ def check_reserved_engine(args, trainer, on_gpu: bool, cuda_devices: int, node: 
 
     dp, tp = getattr(args, "data_parallel_size", 1), getattr(args, "tensor_parallel_size", 1)
     for name, value in (("data_parallel_size", dp), ("tensor_parallel_size", tp)):
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"VLLMServerEngine {name}={value!r} must be an integer >= 1 (the engine takes "
                               "data_parallel_size × tensor_parallel_size GPUs per node; 1 and 1 = one GPU)")
     per_node, nodes = getattr(args, "engine_per_node", True), getattr(trainer, "num_nodes", 1) or 1

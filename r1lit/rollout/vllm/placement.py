@@ -24,8 +24,8 @@ def reserved_gpus(visible_gpus: int, training_devices: int | Sequence[int], coun
     free = [gpu for gpu in range(visible_gpus) if gpu not in training]
     if len(free) >= count:
         return free[:count]
-    fixes = [f"lower model.engine.init_args data_parallel_size × tensor_parallel_size (K = {count})",
-             "attach to a server elsewhere with base_url", "generate in process with model.engine: VLLMEngine (colocate)"]
+    fixes = [f"lower model.engine.init_args data_parallel_size × tensor_parallel_size (K = {count})"] if count > 1 else []
+    fixes += ["attach to a server elsewhere with base_url", "generate in process with model.engine: VLLMEngine (colocate)"]
     if isinstance(training_devices, int):
         if visible_gpus > count:
             fixes.insert(0, f"set trainer.devices={visible_gpus - count} (visible − K = {visible_gpus} − {count})")

@@ -28,9 +28,10 @@ def test_too_few_free_gpus_say_how_many_and_the_fix():
                        r"needed\. To fix: set trainer.devices=6 \(visible − K = 8 − 2\), lower .*data_parallel_size × "
                        r"tensor_parallel_size \(K = 2\), .*base_url, or .*VLLMEngine"):
         reserved_gpus(visible_gpus=8, training_devices=7, count=2)
-    with pytest.raises(ConfigError, match=r"2 \+ 1 = 3 are needed\. To fix: set trainer.devices=1 "):
+    with pytest.raises(ConfigError, match=r"2 \+ 1 = 3 are needed\. To fix: set trainer.devices=1 ") as one:
         reserved_gpus(visible_gpus=2, training_devices=2, count=1)
-    with pytest.raises(ConfigError) as refused:  # 2 visible, K = 2: no count of training GPUs leaves 2 free
+    assert "data_parallel_size" not in str(one.value)  # K = 1 cannot be lowered
+    with pytest.raises(ConfigError) as refused:  # 2 visible, K = 2: no GPU would be left to train
         reserved_gpus(visible_gpus=2, training_devices=1, count=2)
     assert "1 + 2 = 3 are needed" in str(refused.value) and "set trainer.devices" not in str(refused.value)
     with pytest.raises(ConfigError, match="at least one GPU, not 0"):
