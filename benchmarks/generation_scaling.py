@@ -21,9 +21,9 @@ communication across nodes (measure the training rate at the rank count you run 
 
 Default rates: assumptions for Qwen2.5-1.5B (1.54e9 parameters, 28 layers, 2 KV heads of 128) on H100 SXM-class GPUs,
 derived from the datasheet's peaks with stated efficiencies; no published per-stage rate for a 1.5B model was found.
-- training 19,300 tokens/s per GPU: 30 % of 989 TFLOP/s (bf16 dense) ÷ 10 × 1.54e9 FLOPs per token (policy forward +
+- training 19,266 tokens/s per GPU: 30 % of 989 TFLOP/s (bf16 dense) ÷ 10 × 1.54e9 FLOPs per token (policy forward +
   backward = 6N, the forward again under gradient checkpointing 2N, the reference forward 2N);
-- decode 29,400 tokens/s per GPU: 30 % of the HBM bound at 3.35 TB/s with 256 sequences decoding together at a mean
+- decode 29,514 tokens/s per GPU: 30 % of the HBM bound at 3.35 TB/s with 256 sequences decoding together at a mean
   context of 768 tokens (each step reads the bf16 weights, 3.08 GB, and 256 × 768 × 28,672 B of KV cache).
 Feed measured rates instead (``--decode-rate``, ``--train-rate``), or ``--from-run`` a synchronous run's TensorBoard
 folder: decode rate = completions per engine per step × ``completions/mean_length`` ÷ (``time/generate`` × engine
