@@ -182,8 +182,13 @@ def run_medians(run: Path) -> tuple[StepParts, float]:
     parts = medians_from_run(run)
     acc = EventAccumulator(str(run))
     acc.Reload()
-    if "completions/mean_length" not in acc.Tags()["scalars"]:
+    tags = set(acc.Tags()["scalars"])
+    if "completions/mean_length" not in tags:
         raise SystemExit(f"{run} has no completions/mean_length: give a TensorBoard folder of an r1lit fit")
+    if "rollout/staleness" in tags and max(e.value for e in acc.Scalars("rollout/staleness")) > 0:
+        raise SystemExit(f"{run} sampled with stale weights (rollout/staleness > 0): under one-step-off its "
+                         "time/generate is the wait for a rollout, not the generation. Give a synchronous run "
+                         "(model.async_generation: false, weights pushed every step)")
     lengths = [e.value for e in acc.Scalars("completions/mean_length")]
     return parts, statistics.median(lengths[1:] or lengths)
 

@@ -86,3 +86,13 @@ def test_the_table_and_the_command(capsys, tmp_path):
                        "--nodes", "1", "--k", "1"]) == 0
     out = capsys.readouterr().out  # medians: generate 10 s, optimise 4 s: the rates of the test above
     assert "measured in" in out and "decode 360 tokens/s" in out and "training 800 tokens/s" in out
+
+    ahead = tmp_path / "ahead"
+    writer = SummaryWriter(str(ahead))
+    for step in range(3):
+        for tag, value in (("time/generate", 1), ("time/optimise", 4), ("completions/mean_length", 300),
+                           ("rollout/staleness", min(step, 1))):
+            writer.add_scalar(tag, value, step)
+    writer.close()
+    with pytest.raises(SystemExit, match="Give a synchronous run"):
+        model.main(["--from-run", str(ahead)])
