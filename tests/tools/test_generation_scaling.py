@@ -90,8 +90,8 @@ def test_the_table_and_the_command(capsys, tmp_path):
     ahead = tmp_path / "ahead"
     writer = SummaryWriter(str(ahead))
     for step in range(3):
-        for tag, value in (("time/generate", 1), ("time/optimise", 4), ("completions/mean_length", 300),
-                           ("rollout/staleness", min(step, 1))):
+        for tag, value in (("time/generate", 1), ("time/optimise", 4), ("time/score", 0.5),
+                           ("completions/mean_length", 300), ("rollout/staleness", min(step, 1))):
             writer.add_scalar(tag, value, step)
     writer.close()
     with pytest.raises(SystemExit, match="Give a synchronous run"):
