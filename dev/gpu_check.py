@@ -226,16 +226,16 @@ def placement() -> dict:
 
     from r1lit.errors import ConfigError
     from r1lit.rollout.vllm.engine_process import child_environment
-    from r1lit.rollout.vllm.placement import physical_gpu, reserved_gpu
+    from r1lit.rollout.vllm.placement import physical_gpus, reserved_gpus
 
     count = torch.cuda.device_count()
     try:
-        reserved_gpu(count, count)  # every GPU trains: must be refused
+        reserved_gpus(count, count, 1)  # every GPU trains: must be refused
         refused = False
     except ConfigError:
         refused = True
-    index = reserved_gpu(count, count - 1)  # the last GPU is the reserved one
-    env = child_environment({}, physical_gpu(index))
+    (index,) = reserved_gpus(count, count - 1, 1)  # the last GPU is the reserved one
+    env = child_environment({}, physical_gpus([index]))
     probe = ("import os, torch; print(os.environ['CUDA_VISIBLE_DEVICES'], torch.cuda.device_count(), "
              "torch.cuda.get_device_name(0), torch.cuda.current_device())")
     seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)

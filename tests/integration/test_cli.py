@@ -155,8 +155,9 @@ def test_multinode_recipe_spans_nodes_under_deepspeed(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     cli = _ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(ROOT / "configs" / "qwen1.5b-multinode.yaml")])
-    trainer = cli.config.trainer
+    trainer, engine = cli.config.trainer, cli.config.model.engine.init_args
     assert trainer.num_nodes == 2 and trainer.devices == 7
+    assert engine.engine_per_node is True and engine.data_parallel_size * engine.tensor_parallel_size == 8 - 7
     assert trainer.strategy.class_path.endswith("DeepSpeedStrategy")
     assert Path(ROOT / trainer.strategy.init_args.config).is_file()
 

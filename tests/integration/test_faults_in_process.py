@@ -426,12 +426,13 @@ def test_reserved_engine_without_a_spare_gpu_is_refused(capsys, tmp_path, tiny_m
     config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu", "trainer.devices": 2}),
                        "VLLMServerEngine")
     err = parse_error(capsys, tmp_path, config)
-    assert "2 visible GPU(s) on this node, trainer.devices=2, so 2 + 1 = 3 are needed" in err
-    assert "trainer.devices=1 (N − 1)" in err
+    assert "2 visible GPU(s) on this node, trainer.devices=2 train, so 2 + 1 = 3 are needed" in err
+    assert "trainer.devices=1 (visible − K = 2 − 1)" in err
 
 
-def test_reserved_engine_is_only_checked_on_the_node_that_starts_it(tmp_path, tiny_model_dir, monkeypatch):
-    """Multi-node: node 0 (global rank 0's) must have the spare GPU; another node whose GPUs all train parses."""
+def test_reserved_engine_is_checked_on_every_node_that_starts_one(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    """Multi-node: with an engine per node (the default) every node needs its spare GPU; with one engine for the job
+    (engine_per_node: false) only node 0 does, and another node whose GPUs all train parses."""
     from r1lit.cli.command import R1LitCLI
     from r1lit.data import MathDataModule
 
@@ -441,14 +442,24 @@ def test_reserved_engine_is_only_checked_on_the_node_that_starts_it(tmp_path, ti
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu", "trainer.devices": 2}),
-                       "VLLMServerEngine")
-    args = ["--config", str(write_config(tmp_path, config))]
-    monkeypatch.setenv("NODE_RANK", "1")
-    ParseOnly(GRPOModule, MathDataModule, run=False, args=args)  # parses: this node does not start the engine
-    monkeypatch.setenv("NODE_RANK", "0")
-    with pytest.raises(SystemExit):
-        ParseOnly(GRPOModule, MathDataModule, run=False, args=args)
+
+    def refusal(node: int, **engine_args) -> str:
+        """The parse error on node ``node`` ("" when the config parses)."""
+        monkeypatch.setenv("NODE_RANK", str(node))
+        config = with_vllm(tiny_config(tmp_path, tiny_model_dir, **{"trainer.accelerator": "gpu", "trainer.devices": 2,
+                                                                    "trainer.num_nodes": 2}),
+                           "VLLMServerEngine", **engine_args)
+        try:
+            ParseOnly(GRPOModule, MathDataModule, run=False, args=["--config", str(write_config(tmp_path, config))])
+        except SystemExit:
+            return capsys.readouterr().err
+        return ""
+
+    needs = "needs 1 GPU(s) per node that do not train: 2 visible GPU(s) on this node, trainer.devices=2 train"
+    assert "node 1: VLLMServerEngine " + needs in refusal(1)  # an engine per node: node 1 starts one too
+    assert "engine_per_node: false" in refusal(0)
+    assert refusal(1, engine_per_node=False) == ""  # one engine for the job: node 1 only trains
+    assert needs in refusal(0, engine_per_node=False)
 
 
 def test_colocated_engine_that_leaves_the_trainer_no_memory_is_refused(capsys, tmp_path, tiny_model_dir, nothing_loads,

@@ -1,7 +1,8 @@
-"""Which GPU the reserved engine gets, and the checks that keep an engine off a training GPU.
+"""Which GPUs the reserved engine gets, and the checks that keep an engine off a training GPU.
 
-vLLM (0.10 and later) has no ``device=`` argument: an engine process uses ``cuda:0`` of its own
-``CUDA_VISIBLE_DEVICES``. So the engine's GPU is chosen by the physical id put into the child's environment.
+vLLM (0.10 and later) has no ``device=`` argument: an engine process uses the GPUs of its own
+``CUDA_VISIBLE_DEVICES`` (``cuda:0`` for one worker; data and tensor parallel workers take the next ones). So an
+engine's GPUs are chosen by the physical ids put into the child's environment.
 """
 
 from __future__ import annotations
@@ -12,25 +13,36 @@ from collections.abc import Sequence
 from r1lit.errors import ConfigError
 
 
-def reserved_gpu(visible_gpus: int, training_devices: int | Sequence[int]) -> int:
-    """Index (among the visible GPUs) of the GPU kept for generation: the first one that does not train.
-    ``training_devices`` is Lightning's ``trainer.devices``: a count n (GPUs 0…n−1) or a list of indices."""
+def reserved_gpus(visible_gpus: int, training_devices: int | Sequence[int], count: int) -> list[int]:
+    """Indices (among this node's visible GPUs) of the ``count`` GPUs kept for generation: the first ``count``
+    that do not train. ``training_devices`` is Lightning's ``trainer.devices``: a count n (GPUs 0…n−1) or a list
+    of indices. ``count`` is K = data_parallel_size × tensor_parallel_size of the reserved engine."""
+    if count < 1:
+        raise ConfigError(f"an engine needs at least one GPU, not {count}: data_parallel_size and "
+                          "tensor_parallel_size must each be >= 1")
     training = set(range(training_devices)) if isinstance(training_devices, int) else {int(d) for d in training_devices}
     free = [gpu for gpu in range(visible_gpus) if gpu not in training]
-    if not free:
-        if isinstance(training_devices, int):
-            raise ConfigError(
-                f"VLLMServerEngine needs a GPU that does not train: {visible_gpus} visible GPU(s) on this node, "
-                f"trainer.devices={training_devices}, so {training_devices} + 1 = {training_devices + 1} are needed. "
-                f"Set trainer.devices={max(visible_gpus - 1, 1)} (N − 1), attach to a server elsewhere with base_url, "
-                "or generate in process with model.engine: VLLMEngine (colocate)"
-            )
-        raise ConfigError(
-            f"VLLMServerEngine needs a GPU that does not train: trainer.devices={sorted(training)} leaves none of the "
-            f"{visible_gpus} visible GPU(s) free. List one GPU fewer, attach to a server elsewhere with base_url, or "
-            "generate in process with model.engine: VLLMEngine (colocate)"
-        )
-    return free[0]
+    if len(free) >= count:
+        return free[:count]
+    fixes = [f"lower model.engine.init_args data_parallel_size × tensor_parallel_size (K = {count})"] if count > 1 else []
+    fixes += ["attach to a server elsewhere with base_url", "generate in process with model.engine: VLLMEngine (colocate)"]
+    if isinstance(training_devices, int):
+        if visible_gpus > count:
+            fixes.insert(0, f"set trainer.devices={visible_gpus - count} (visible − K = {visible_gpus} − {count})")
+        needs = (f"{visible_gpus} visible GPU(s) on this node, trainer.devices={training_devices} train, so "
+                 f"{training_devices} + {count} = {training_devices + count} are needed")
+    else:
+        fixes.insert(0, "list fewer GPUs in trainer.devices")
+        trains = len(training & set(range(visible_gpus)))
+        needs = (f"trainer.devices={sorted(training)} trains {trains} of the {visible_gpus} visible GPU(s) on this "
+                 f"node and leaves {len(free)} free, {count} needed")
+    raise ConfigError(f"VLLMServerEngine needs {count} GPU(s) per node that do not train: {needs}. To fix: "
+                      f"{', '.join(fixes[:-1])}, or {fixes[-1]}")
+
+
+def reserved_gpu(visible_gpus: int, training_devices: int | Sequence[int]) -> int:
+    """The one reserved GPU of a K = 1 engine (``reserved_gpus`` with count 1)."""
+    return reserved_gpus(visible_gpus, training_devices, 1)[0]
 
 
 def physical_gpu(index: int, cuda_visible_devices: str | None = None) -> str:
@@ -43,6 +55,12 @@ def physical_gpu(index: int, cuda_visible_devices: str | None = None) -> str:
     if index >= len(ids):
         raise ConfigError(f"CUDA_VISIBLE_DEVICES={visible!r} lists {len(ids)} GPU(s); GPU {index} is not among them")
     return ids[index]
+
+
+def physical_gpus(indices: Sequence[int], cuda_visible_devices: str | None = None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` value for a child that gets this process's visible GPUs ``indices``, in order
+    (``physical_gpu`` of each, comma-separated)."""
+    return ",".join(physical_gpu(index, cuda_visible_devices) for index in indices)
 
 
 GIB = 1 << 30

@@ -8,16 +8,34 @@ from r1lit.errors import ConfigError
 from r1lit.rollout.vllm.engine_process import RENDEZVOUS_VARS, child_environment
 from r1lit.rollout.vllm.launch import prefill_budget, split_calls
 from r1lit.rollout.vllm.placement import (
-    GIB, check_colocated_memory, colocated_budget, colocated_memory_utilization, physical_gpu, reserved_gpu,
-    training_bytes_per_parameter,
+    GIB, check_colocated_memory, colocated_budget, colocated_memory_utilization, physical_gpu, physical_gpus,
+    reserved_gpus, training_bytes_per_parameter,
 )
 
 
-def test_reserved_gpu_is_the_first_that_does_not_train():
-    assert reserved_gpu(visible_gpus=4, training_devices=3) == 3
-    assert reserved_gpu(visible_gpus=8, training_devices=3) == 3
-    with pytest.raises(ConfigError, match=r"2 visible GPU\(s\) on this node, trainer.devices=2, so 2 \+ 1 = 3 .*devices=1"):
-        reserved_gpu(visible_gpus=2, training_devices=2)
+def test_reserved_gpus_are_the_first_k_that_do_not_train():
+    """devices n trains GPUs 0…n−1: K = 1 on 8 GPUs with 7 training is GPU 7; K = 2 with 6 training is 6, 7."""
+    assert reserved_gpus(visible_gpus=8, training_devices=7, count=1) == [7]
+    assert reserved_gpus(visible_gpus=8, training_devices=6, count=2) == [6, 7]
+    assert reserved_gpus(visible_gpus=8, training_devices=4, count=4) == [4, 5, 6, 7]
+    assert reserved_gpus(visible_gpus=8, training_devices=3, count=2) == [3, 4]  # the first K of the 5 free
+    assert reserved_gpus(visible_gpus=4, training_devices=3, count=1) == [3]
+
+
+def test_too_few_free_gpus_say_how_many_and_the_fix():
+    """8 visible, 7 train, K = 2: 7 + 2 = 9 > 8; the fix is devices 8 − 2 = 6."""
+    with pytest.raises(ConfigError, match=r"8 visible GPU\(s\) on this node, trainer.devices=7 train, so 7 \+ 2 = 9 are "
+                       r"needed\. To fix: set trainer.devices=6 \(visible − K = 8 − 2\), lower .*data_parallel_size × "
+                       r"tensor_parallel_size \(K = 2\), .*base_url, or .*VLLMEngine"):
+        reserved_gpus(visible_gpus=8, training_devices=7, count=2)
+    with pytest.raises(ConfigError, match=r"2 \+ 1 = 3 are needed\. To fix: set trainer.devices=1 ") as one:
+        reserved_gpus(visible_gpus=2, training_devices=2, count=1)
+    assert "data_parallel_size" not in str(one.value)  # K = 1 cannot be lowered
+    with pytest.raises(ConfigError) as refused:  # 2 visible, K = 2: no GPU would be left to train
+        reserved_gpus(visible_gpus=2, training_devices=1, count=2)
+    assert "1 + 2 = 3 are needed" in str(refused.value) and "set trainer.devices" not in str(refused.value)
+    with pytest.raises(ConfigError, match="at least one GPU, not 0"):
+        reserved_gpus(visible_gpus=8, training_devices=4, count=0)
 
 
 def test_physical_gpu_follows_the_trainers_own_visible_devices():
@@ -67,12 +85,29 @@ def test_colocated_engine_must_leave_the_trainer_memory():
         check_colocated_memory(0.9, on_gpu=True)
 
 
-def test_reserved_gpu_skips_every_listed_training_gpu():
+def test_reserved_gpus_skip_every_listed_training_gpu():
     """``devices: [1, 2]`` under DDP trains on GPUs 1 and 2: the engine goes to GPU 0, not len(devices) = 2."""
-    assert reserved_gpu(visible_gpus=4, training_devices=[1, 2]) == 0
-    assert reserved_gpu(visible_gpus=4, training_devices=[0, 1, 3]) == 2
-    with pytest.raises(ConfigError, match=r"trainer.devices=\[0, 1\] leaves none of the 2 visible GPU\(s\) free"):
-        reserved_gpu(visible_gpus=2, training_devices=[1, 0])
+    assert reserved_gpus(visible_gpus=4, training_devices=[1, 2], count=1) == [0]
+    assert reserved_gpus(visible_gpus=4, training_devices=[0, 1, 3], count=1) == [2]
+    assert reserved_gpus(visible_gpus=8, training_devices=[2, 3, 4, 5, 6, 7], count=2) == [0, 1]
+    assert reserved_gpus(visible_gpus=8, training_devices=[1, 3, 5, 7], count=3) == [0, 2, 4]
+    with pytest.raises(ConfigError, match=r"trainer.devices=\[0, 1\] trains 2 of the 2 visible GPU\(s\) on this node "
+                       r"and leaves 0 free, 1 needed\. To fix: list fewer GPUs in trainer.devices"):
+        reserved_gpus(visible_gpus=2, training_devices=[1, 0], count=1)
+    with pytest.raises(ConfigError, match=r"trains 3 of the 4 .* leaves 1 free, 2 needed"):
+        reserved_gpus(visible_gpus=4, training_devices=[0, 1, 3], count=2)
+
+
+def test_the_k_reserved_ids_map_to_the_trainers_physical_gpus():
+    """The trainer sees physical GPUs 4–7 (CUDA_VISIBLE_DEVICES=4,5,6,7) and trains on visible 0, 1: K = 2 are
+    visible 2, 3, which the engine's child must be given as physical 6, 7; without a variable, as 2, 3."""
+    indices = reserved_gpus(visible_gpus=4, training_devices=2, count=2)
+    assert indices == [2, 3]
+    assert physical_gpus(indices, "4,5,6,7") == "6,7"
+    assert physical_gpus(indices, "") == "2,3"
+    assert physical_gpus(reserved_gpus(visible_gpus=4, training_devices=[1, 2], count=2), "4,5,6,7") == "4,7"
+    with pytest.raises(ConfigError, match="lists 3 GPU"):
+        physical_gpus([2, 3], "4,5,6")
 
 
 def test_training_state_per_parameter_follows_the_zero_stage():
