@@ -44,7 +44,8 @@ class StageTimes:
     def metrics(self) -> dict[str, float]:
         """``time/generate`` and ``time/score`` (this rank's), and with several engines ``time/generate/engine_<i>``:
         the step's generation time of engine i's slowest rank, so an engine that lags shows."""
-        per_engine = {f"time/generate/engine_{i}": s for i, s in self.per_engine.items()} if len(self.per_engine) > 1 else {}
+        several = len(self.per_engine) > 1
+        per_engine = {f"time/generate/engine_{i}": seconds for i, seconds in self.per_engine.items()} if several else {}
         return {"time/generate": self.generate, "time/score": self.score, **per_engine}
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, hashes, scalars
-from test_vllm_server import alive, server_config, write
+from helpers import SUBPROCESS_ENV, fit_command, hashes, scalars
+from test_vllm_server import alive, assert_engine_gone, fit, server_config, write
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -145,3 +145,19 @@ def test_one_engine_dying_mid_run_fails_both_nodes_naming_it_and_its_log(tmp_pat
     assert "vLLM engine 1 of 2 (node 1, the server at" in node0 and "failed on rank 1 while" in node0, node0[-3000:]
     assert f"logs to {log1}; it ends:" in node0, node0[-3000:]
     assert_nothing_left(run_dir, procs)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("parallel", [{"data_parallel_size": 2}, {"tensor_parallel_size": 2}], ids=["dp2", "tp2"])
+def test_a_server_with_two_workers_takes_every_push(tmp_path, model_dir, parallel):
+    """vLLM's CPU server started with two workers (``--data-parallel-size 2`` or ``--tensor-parallel-size 2``): the
+    trainer finds 2 workers (``GET /get_world_size``; start-up refuses any other count), its transfer group is
+    1 + 2, and after every push the engine's log-probs are the policy's."""
+    done = fit(tmp_path, server_config(tmp_path, model_dir, steps=2, **parallel), timeout=800)
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    try:
+        assert done.returncode == 0, done.stderr[-4000:]
+        diffs = scalars(run_dir)["sampling/logp_diff/max"]
+        assert len(diffs) == 2 and max(diffs) < 1e-4, diffs
+    finally:
+        assert_engine_gone(run_dir)

@@ -1,13 +1,11 @@
 """Which engine serves which rank and who pushes into it; the reserved GPUs a started server gets; its arguments
-for data and tensor parallelism; the per-engine generation times."""
+for data and tensor parallelism."""
 
 from __future__ import annotations
 
 import pytest
 
 from r1lit.errors import ConfigError
-from r1lit.producer.rollout_producer import StageTimes
-from r1lit.rollout.agreement import max_per_engine
 from r1lit.rollout.vllm.launch import EngineLaunch
 from r1lit.rollout.vllm.server import VLLMServerEngine, _reserved_gpus, reserved_visible_devices
 from r1lit.rollout.vllm.topology import engine_site
@@ -105,11 +103,3 @@ def test_parallel_sizes_must_be_positive():
     with pytest.raises(ConfigError, match="data_parallel_size and tensor_parallel_size must be >= 1"):
         VLLMServerEngine(tensor_parallel_size=0)
 
-
-def test_an_engines_generation_time_is_its_slowest_ranks():
-    rows = [(0, 3.0), (0, 5.5), (1, 9.0), (1, 2.0)]
-    assert max_per_engine(rows) == {0: 5.5, 1: 9.0}
-    times = StageTimes(generate=3.0, score=1.0, per_engine=max_per_engine(rows))
-    assert times.metrics() == {"time/generate": 3.0, "time/score": 1.0,
-                               "time/generate/engine_0": 5.5, "time/generate/engine_1": 9.0}
-    assert StageTimes(generate=2.0, per_engine={0: 2.5}).metrics() == {"time/generate": 2.0, "time/score": 0.0}
