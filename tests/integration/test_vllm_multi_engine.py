@@ -148,7 +148,12 @@ def test_one_engine_dying_mid_run_fails_both_nodes_naming_it_and_its_log(tmp_pat
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("parallel", [{"data_parallel_size": 2}, {"tensor_parallel_size": 2}], ids=["dp2", "tp2"])
+@pytest.mark.parametrize("parallel", [
+    {"data_parallel_size": 2},
+    # vLLM's CPU build binds each TP worker's threads to a NUMA node of its own unless told which cores to use
+    # ("Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers", vllm/utils/ompmultiprocessing.py)
+    {"tensor_parallel_size": 2, "env": {"VLLM_CPU_OMP_THREADS_BIND": "0|1"}},
+], ids=["dp2", "tp2"])
 def test_a_server_with_two_workers_takes_every_push(tmp_path, model_dir, parallel):
     """vLLM's CPU server started with two workers (``--data-parallel-size 2`` or ``--tensor-parallel-size 2``): the
     trainer finds 2 workers (``GET /get_world_size``; start-up refuses any other count), its transfer group is
