@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SUBPROCESS_ENV, fit_command, hashes, scalars
+from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, hashes, scalars
 from test_vllm_server import alive, assert_engine_gone, fit, server_config, write
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -166,3 +166,38 @@ def test_a_server_with_two_workers_takes_every_push(tmp_path, model_dir, paralle
         assert len(diffs) == 2 and max(diffs) < 1e-4, diffs
     finally:
         assert_engine_gone(run_dir)
+
+
+@pytest.mark.timeout(1200)
+def test_two_nodes_attach_to_one_server_each_by_a_list_of_urls(tmp_path, model_dir):
+    """``base_url: [url_0, url_1]``: node n's rank generates on and pushes into the n-th server (each rank's sampler
+    log-probs match its policy's after every push), and both servers are left running."""
+    from r1lit.rollout.vllm.engine_process import EngineProcess, child_environment, free_port
+
+    servers, urls = [], []
+    for node in (0, 1):
+        port = free_port()
+        args = ["--model", str(model_dir), "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
+                "--kv-cache-memory-bytes", str(KV_BYTES), "--logprobs-mode", "processed_logprobs",
+                "--worker-extension-cls", "r1lit.rollout.vllm.worker.R1LitWorkerExtension",
+                "--max-num-batched-tokens", "16384", "--host", "127.0.0.1", "--port", str(port),
+                "--weight-transfer-config", '{"backend": "r1lit_gloo"}']
+        servers.append(EngineProcess(args, child_environment({}, None), tmp_path / f"user_server{node}.log"))
+        urls.append(f"http://127.0.0.1:{port}")
+    procs: list[subprocess.Popen] = []
+    try:
+        for server, url in zip(servers, urls):
+            server.wait_ready(url, timeout=400)
+        procs = start_nodes(tmp_path, two_node_config(tmp_path, model_dir, steps=2, base_url=urls))
+        codes = wait_all(procs, timeout=600)
+        assert codes == [0, 0], (codes, stderr(tmp_path, 0)[-3000:], stderr(tmp_path, 1)[-3000:])
+        for rank in (0, 1):
+            steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+            assert [s["step"] for s in steps] == [1, 2] and max(s["current"] for s in steps) < 1e-4, (rank, steps)
+        assert all(server.proc.poll() is None for server in servers)  # attached: never stopped by the trainer
+        for node, server in enumerate(servers):  # each server took its node's pushes (vLLM logs each cache reset)
+            assert server.log_path.read_text(errors="replace").count("Resetting prefix cache") == 3, node
+    finally:
+        wait_all(procs, timeout=1)
+        for server in servers:
+            server.stop()
