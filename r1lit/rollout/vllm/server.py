@@ -68,7 +68,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
         Args:
             base_url: attach to vLLM servers that are already running instead of starting them: one URL (e.g.
                 ``http://gen-node:8000``) for one engine that serves every node, or a list with one URL per node
-                (node n's ranks use the n-th). Each must run with ``VLLM_SERVER_DEV_MODE=1``,
+                (node n's ranks use the n-th; with engine_per_node false, a list of one URL). Each must run with ``VLLM_SERVER_DEV_MODE=1``,
                 ``--worker-extension-cls r1lit.rollout.vllm.worker.R1LitWorkerExtension``, ``--logprobs-mode
                 processed_logprobs`` and ``--weight-transfer-config '{"backend": "nccl"}'`` (``"r1lit_gloo"`` for a
                 CPU server), and serve the policy's starting weights. The trainer checks health, model and version

@@ -45,19 +45,22 @@ class EngineSite:
 def engine_site(global_rank: int, local_rank: int, node_rank: int, num_nodes: int, world_size: int,
                 engine_per_node: bool, base_url: str | list[str] | None) -> EngineSite:
     """Where this rank's engine is. ``base_url``: one URL = one attached engine for all nodes; a list = one attached
-    engine per node, in node order (its length must be ``num_nodes``)."""
+    engine per node, in node order (its length must be ``num_nodes``), or with ``engine_per_node`` false a list of
+    one URL for the job."""
     nodes = max(num_nodes, 1)
-    urls = [base_url] if isinstance(base_url, str) else (list(base_url) if base_url else None)
-    if urls is not None and not isinstance(base_url, str) and len(urls) != nodes:
+    listed = base_url is not None and not isinstance(base_url, str)
+    urls = [base_url] if isinstance(base_url, str) else (list(base_url) if listed else None)
+    if listed and engine_per_node and len(urls) != nodes:
         raise ConfigError(
             f"VLLMServerEngine base_url lists {len(urls)} server(s) for trainer.num_nodes={nodes}: give one URL per "
             "node, in node order (node n's ranks send their prompts to the n-th), or a single URL for one engine "
             "that serves every node"
         )
-    per_node = (urls is None and engine_per_node) or (urls is not None and not isinstance(base_url, str))
-    if per_node:
+    if listed and not engine_per_node and len(urls) != 1:
+        raise ConfigError(f"VLLMServerEngine base_url lists {len(urls)} servers but engine_per_node is false (one "
+                          "engine for the whole job): give one URL, or set engine_per_node: true with one URL per node")
+    if engine_per_node and (urls is None or listed):
         return EngineSite(index=node_rank, count=nodes, owner=local_rank == 0, sharing=max(world_size // nodes, 1),
                           node=node_rank, base_url=None if urls is None else urls[node_rank].rstrip("/"))
     return EngineSite(index=0, count=1, owner=global_rank == 0, sharing=max(world_size, 1), node=0,
                       base_url=None if urls is None else urls[0].rstrip("/"))
-

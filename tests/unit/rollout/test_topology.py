@@ -59,6 +59,13 @@ def test_a_list_of_urls_must_have_one_per_node():
         sites(num_nodes=2, per_node=1, base_url=["http://a:8000"])
 
 
+def test_without_an_engine_per_node_a_list_holds_the_one_url():
+    one = sites(num_nodes=2, per_node=2, engine_per_node=False, base_url=["http://gen:8000"])
+    assert {(s.index, s.count, s.base_url) for s in one} == {(0, 1, "http://gen:8000")}
+    with pytest.raises(ConfigError, match="lists 2 servers but engine_per_node is false"):
+        sites(num_nodes=2, per_node=1, engine_per_node=False, base_url=["http://a:8000", "http://b:8000"])
+
+
 def test_reserved_gpus_are_the_first_that_do_not_train():
     assert _reserved_gpus(8, 7, 1) == [7]
     assert _reserved_gpus(8, 6, 2) == [6, 7]
