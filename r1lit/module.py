@@ -250,8 +250,7 @@ class GRPOModule(L.LightningModule):
             **optimise_metrics(stats, self.loss.beta),
             "train/skipped_steps": self.nonfinite.skipped,
             "step_time": times["step_time"],
-            "time/generate": produced_times.generate,
-            "time/score": produced_times.score,
+            **produced_times.metrics(),  # time/generate, time/score, time/generate/engine_<i> with several engines
             "time/optimise": times["time/optimise"],
             "rollout/staleness": produced.staleness,
         }, self.device)

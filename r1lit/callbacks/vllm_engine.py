@@ -1,11 +1,13 @@
 """VLLMEngineCallback: starts the module's vLLM engine, keeps its weights equal to the policy's, and stops it.
 
 The engine is chosen in one place, ``model.engine``: ``VLLMEngine`` (in the training process: ``cpu``, or
-``colocate`` with one engine per rank) or ``VLLMServerEngine`` (its own process: ``reserved`` GPU, or attached by
-``base_url``). The ``r1lit`` command adds this callback whenever ``model.engine`` is one of them; list it in
-``trainer.callbacks`` only to change ``sync_every_n_steps``. It only runs the engine's life: start at setup (every
-rank together), push weights at train start (which also covers a resume: Lightning restores the checkpoint before
-it) and after every ``sync_every_n_steps``-th optimizer step, close at teardown or on an exception.
+``colocate`` with one engine per rank) or ``VLLMServerEngine`` (its own process: an engine per node on
+reserved GPUs, one for the job, or attached by ``base_url``). The ``r1lit`` command adds this callback whenever
+``model.engine`` is one of them; list it in ``trainer.callbacks`` only to change ``sync_every_n_steps``. It only
+runs the engine's life: start at setup (every rank together), push weights at train start (which also covers a
+resume: Lightning restores the checkpoint before it) and after every ``sync_every_n_steps``-th optimizer step, close
+at teardown or on an exception. A push is done when every rank reports that its engine took the weights (one
+all-gather, ``rollout.agreement``): an engine that failed fails every rank, on every node, with its message.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import lightning as L
 import torch
 
 from r1lit.callbacks.run_info import EveryNSteps
-from r1lit.errors import ConfigError
+from r1lit.errors import ConfigError, R1LitError
 from r1lit.policy.loading import resolve_model_path
+from r1lit.rollout.agreement import agree
 from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.engine import engine_failure
 from r1lit.rollout.vllm.launch import EngineLaunch
@@ -61,6 +64,8 @@ class VLLMEngineCallback(L.Callback):
             global_rank=trainer.global_rank,
             local_rank=trainer.local_rank,
             world_size=trainer.world_size,
+            node_rank=trainer.node_rank,
+            num_nodes=trainer.num_nodes,
             training_devices=trainer.num_devices,
             training_gpus=tuple(trainer.device_ids) if trainer.num_devices and torch.cuda.is_available() else (),
             zero_stage=zero_stage(trainer),
@@ -79,19 +84,22 @@ class VLLMEngineCallback(L.Callback):
             pl_module.log("time/weight_push", self.push_seconds[-1], on_step=True, batch_size=1)
 
     def push(self, trainer: L.Trainer, pl_module) -> None:
-        """Hand the policy's weights to the engine on every rank (an engine that serves all ranks takes them on
-        rank 0 only; under ZeRO-3 every rank joins each parameter's gather). Then no rank generates until the push
-        is done."""
+        """Hand the policy's weights to the engine on every rank (each engine takes them from its one pusher rank;
+        under ZeRO-3 every rank joins each parameter's gather, once). The push is done when every rank reports its
+        engine took them; then no rank generates until it is."""
         start = time.perf_counter()
         if isinstance(self.engine, BackgroundGeneration):  # one-step-off: no rank may still be generating
             self.engine.wait_idle()
             if trainer.world_size > 1:
                 trainer.strategy.barrier("r1lit_generation_done")
         weights = full_parameters(pl_module.policy, zero_stage(trainer) == 3)
-        with engine_failure(self.engine, "loading the policy's new weights"):
-            self.engine.load_weights(weights)
-        if trainer.world_size > 1:
-            trainer.strategy.barrier("r1lit_weight_push")
+        failure = None
+        try:
+            with engine_failure(self.engine, "loading the policy's new weights"):
+                self.engine.load_weights(weights)
+        except R1LitError as error:
+            failure = error
+        agree(self.engine, failure, "loading the policy's new weights")  # every engine has them, or every rank stops
         self.engine.weights_step = trainer.global_step
         self.push_seconds.append(time.perf_counter() - start)
 

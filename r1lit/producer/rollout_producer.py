@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
 from r1lit.data.batch import ProblemBatch
-from r1lit.errors import ConfigError
+from r1lit.errors import ConfigError, R1LitError
 from r1lit.grpo.advantages import flat_groups
 from r1lit.grpo.types import ScoredRollout
 from r1lit.producer.difficulty import DifficultyFilter
@@ -23,6 +24,7 @@ from r1lit.producer.dynamic_sampling import DynamicSampling, Filled
 from r1lit.producer.one_step_off import OneStepOff, Pending
 from r1lit.rewards.base import Reward
 from r1lit.rewards.scoring import score_completions, weighted_sum
+from r1lit.rollout.agreement import agree, max_per_engine
 from r1lit.rollout.background import BackgroundGeneration, finished
 from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.types import SamplingConfig
@@ -37,6 +39,14 @@ class StageTimes:
     generate: float = 0.0
     score: float = 0.0
     skipped: int = 0  # problems the difficulty filter left out before generating
+    per_engine: dict[int, float] = field(default_factory=dict)  # engine index → its slowest rank's generate
+
+    def metrics(self) -> dict[str, float]:
+        """``time/generate`` and ``time/score`` (this rank's), and with several engines ``time/generate/engine_<i>``:
+        the step's generation time of engine i's slowest rank, so an engine that lags shows."""
+        several = len(self.per_engine) > 1
+        per_engine = {f"time/generate/engine_{i}": seconds for i, seconds in self.per_engine.items()} if several else {}
+        return {"time/generate": self.generate, "time/score": self.score, **per_engine}
 
 
 @dataclass
@@ -119,20 +129,33 @@ class RolloutProducer:
             skipped = sum(skip)
         weights_step = self.engine.weights_step if self.engine.weights_step is not None else step
         start, G = time.perf_counter(), self.num_generations
-        with engine_failure(self.engine, "generating"):
-            if times is None:
-                future = self.engine.submit(batch.prompt_ids, n=G, sampling=self.sampling, seed=seed)
-            else:
-                future = finished(self.engine.generate(batch.prompt_ids, n=G, sampling=self.sampling, seed=seed))
-                times.generate += time.perf_counter() - start
+        try:
+            with engine_failure(self.engine, "generating"):
+                if times is None:
+                    future = self.engine.submit(batch.prompt_ids, n=G, sampling=self.sampling, seed=seed)
+                else:
+                    future = finished(self.engine.generate(batch.prompt_ids, n=G, sampling=self.sampling, seed=seed))
+        except R1LitError as error:  # raised on every rank together, in _score
+            future = Future()
+            future.set_exception(error)
+        if times is not None:
+            times.generate += time.perf_counter() - start
         return Pending(problems, batch, weights_step, future, skipped)
 
     def _score(self, pending: Pending, times: StageTimes) -> ScoredRollout:
-        """Score a rollout asked for (waiting for it if it is still being generated: that wait counts as generation)."""
+        """Score a rollout asked for (waiting for it if it is still being generated: that wait counts as generation).
+        Every rank comes here once per generation round: ranks learn whether every engine delivered (``agree``)
+        and each engine's generation time so far this step."""
         start, G, batch = time.perf_counter(), self.num_generations, pending.batch
-        with engine_failure(self.engine, "generating"):
-            rollout = pending.future.result()
+        failure = None
+        try:
+            with engine_failure(self.engine, "generating"):
+                rollout = pending.future.result()
+        except R1LitError as error:
+            failure = error
         generated = time.perf_counter()
+        seconds = times.generate + generated - start
+        times.per_engine = max_per_engine(agree(self.engine, failure, "generating", seconds))
         prompts = [p for p in batch.prompts for _ in range(G)]  # [N]
         answers = [a for a in batch.answers for _ in range(G)]  # [N]
         per_reward, errors = score_completions(  # [R, N], [R]

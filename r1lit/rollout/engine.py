@@ -19,6 +19,14 @@ class RolloutEngine(ABC):
     """Global step of the weights the engine holds, set at each push (None: it samples the policy's own
     parameters, always current). The module logs the difference as ``rollout/staleness``."""
 
+    engine_index: int = 0
+    """Which of the job's engines serves this rank (an engine per node: its node's); 0 when one engine serves all.
+    Keys the per-engine generation times and names the engine in messages to the other ranks."""
+
+    def describe(self, index: int) -> str:
+        """Engine ``index`` in words, for a message on a rank it does not serve (where it runs, where it logs)."""
+        return f"engine {index} ({type(self).__name__})"
+
     def bind(self, policy: nn.Module, tokenizer) -> None:
         """Called once by the module with the policy and tokenizer it trains (engines that keep their own model
         use the tokenizer for EOS ids and decoding)."""

@@ -60,6 +60,14 @@ def request(method: str, url: str, payload: dict | None = None, timeout: float =
     return json.loads(body) if body else None
 
 
+def log_tail(path: Path | str, lines: int = 40) -> str:
+    """The last ``lines`` lines of an engine's log ("(no log)" where it cannot be read, e.g. on another node)."""
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 class EngineProcess:
     """``python -m r1lit.rollout.vllm.serve`` with vLLM's server arguments, its output in ``log_path``."""
 
@@ -78,10 +86,7 @@ class EngineProcess:
         return self.proc.pid
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def wait_ready(self, url: str, timeout: float) -> None:
         """Poll ``/health`` until it answers; a child that dies or a deadline that passes raises with the log's tail."""

@@ -28,6 +28,10 @@ class EngineLaunch:
     global_rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    node_rank: int = 0
+    """This rank's node (Lightning's ``trainer.node_rank``): an engine per node serves the ranks of its node."""
+    num_nodes: int = 1
+    """Nodes the run trains on (Lightning's ``trainer.num_nodes``)."""
     training_devices: int = 1
     """Devices per node that train (Lightning's ``trainer.num_devices``)."""
     training_gpus: tuple[int, ...] = ()

@@ -7,6 +7,11 @@
 code runs on CPU in CI. Every push and the rendezvous have a deadline (the engine's ``request_timeout``): a push
 that does not finish in time raises, naming the engine as not serving the pushed weights, instead of hanging.
 
+One transport per engine, on that engine's pusher (with an engine per node: each node's local rank 0): its transfer
+group is the pusher (rank 0) and every worker of that server, ``world_size = 1 + GET /get_world_size`` (vLLM's
+TP × PP × DP); vLLM gives the worker of DP replica d and TP rank t the rank ``d × TP·PP + t + 1``. Engines on
+different nodes are different groups with different pushers, so they receive in parallel.
+
 The engine resets vLLM's prefix cache after every push: cached keys of prompts computed with the old weights
 would otherwise be reused. Written for vLLM 0.32.
 """
@@ -33,7 +38,7 @@ class WeightTransport:
         return []
 
     def connect(self, base_url: str, timeout: float) -> None:
-        """Called once on the rank that pushes, after the server answers."""
+        """Called once on the rank that pushes into the engine at ``base_url``, after the server answers."""
         self.base_url, self.timeout = base_url, timeout
 
     def send(self, named_tensors: Iterable[tuple[str, Tensor]], dtype: torch.dtype | None = None) -> None:
