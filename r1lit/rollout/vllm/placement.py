@@ -40,11 +40,6 @@ def reserved_gpus(visible_gpus: int, training_devices: int | Sequence[int], coun
                       f"{', '.join(fixes[:-1])}, or {fixes[-1]}")
 
 
-def reserved_gpu(visible_gpus: int, training_devices: int | Sequence[int]) -> int:
-    """The one reserved GPU of a K = 1 engine (``reserved_gpus`` with count 1)."""
-    return reserved_gpus(visible_gpus, training_devices, 1)[0]
-
-
 def physical_gpu(index: int, cuda_visible_devices: str | None = None) -> str:
     """The id to put in a child's ``CUDA_VISIBLE_DEVICES`` for visible GPU ``index`` of this process: the
     index itself, or the index-th entry of this process's own ``CUDA_VISIBLE_DEVICES``."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from r1lit.errors import ConfigError, EngineError, R1LitError
 from r1lit.rollout.background import BackgroundGeneration
 from r1lit.rollout.vllm.engine_process import EngineProcess, child_environment, free_port, log_tail, request
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
-from r1lit.rollout.vllm.placement import physical_gpu
+from r1lit.rollout.vllm.placement import physical_gpus, reserved_gpus
 from r1lit.rollout.vllm.topology import EngineSite, engine_site
 from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
@@ -172,7 +172,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
         cuda_visible = None
         if torch.cuda.is_available():
             training = launch.training_gpus or launch.training_devices
-            cuda_visible = reserved_visible_devices(torch.cuda.device_count(), training, self.workers)
+            cuda_visible = physical_gpus(reserved_gpus(torch.cuda.device_count(), training, self.workers))
         args = self.server_args(launch, site, port, on_gpu=cuda_visible is not None)
         log_dir = Path(launch.log_dir) if launch.log_dir else Path.cwd()
         return EngineProcess(args, child_environment(self.env, cuda_visible), log_dir / site.log_name)
@@ -290,27 +290,3 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
             self.process.stop()
             self.process = None
         self.url = None
-
-
-def _reserved_gpus(visible_gpus: int, training_devices: int | Sequence[int], count: int) -> list[int]:
-    """Indices (among the visible GPUs) of the ``count`` GPUs a started server takes: the first ``count`` that do not
-    train. ``training_devices`` is Lightning's ``trainer.devices``: a count n (GPUs 0…n−1) or a list of indices."""
-    training = set(range(training_devices)) if isinstance(training_devices, int) else {int(d) for d in training_devices}
-    free = [gpu for gpu in range(visible_gpus) if gpu not in training]
-    if len(free) < count:
-        raise ConfigError(
-            f"VLLMServerEngine needs {count} GPU(s) per node that do not train (data_parallel_size × "
-            f"tensor_parallel_size), but trainer.devices={training_devices} leaves {len(free)} of the {visible_gpus} "
-            f"visible GPU(s) free. Train on {max(visible_gpus - count, 0)} GPU(s) per node, lower data_parallel_size "
-            "or tensor_parallel_size, attach to servers elsewhere with base_url, or generate in process with "
-            "model.engine: VLLMEngine (colocate)"
-        )
-    return free[:count]
-
-
-def reserved_visible_devices(visible_gpus: int, training_devices: int | Sequence[int], count: int,
-                             cuda_visible_devices: str | None = None) -> str:
-    """The started server's ``CUDA_VISIBLE_DEVICES``: the physical ids of its ``count`` reserved GPUs, comma-joined
-    (``cuda_visible_devices``: this process's own variable; None = read it from the environment)."""
-    gpus = _reserved_gpus(visible_gpus, training_devices, count)
-    return ",".join(physical_gpu(gpu, cuda_visible_devices) for gpu in gpus)

@@ -7,7 +7,7 @@ import pytest
 
 from r1lit.errors import ConfigError
 from r1lit.rollout.vllm.launch import EngineLaunch
-from r1lit.rollout.vllm.server import VLLMServerEngine, _reserved_gpus, reserved_visible_devices
+from r1lit.rollout.vllm.server import VLLMServerEngine
 from r1lit.rollout.vllm.topology import engine_site
 from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport
 
@@ -64,20 +64,6 @@ def test_without_an_engine_per_node_a_list_holds_the_one_url():
     assert {(s.index, s.count, s.base_url) for s in one} == {(0, 1, "http://gen:8000")}
     with pytest.raises(ConfigError, match="lists 2 servers but engine_per_node is false"):
         sites(num_nodes=2, per_node=1, engine_per_node=False, base_url=["http://a:8000", "http://b:8000"])
-
-
-def test_reserved_gpus_are_the_first_that_do_not_train():
-    assert _reserved_gpus(8, 7, 1) == [7]
-    assert _reserved_gpus(8, 6, 2) == [6, 7]
-    assert _reserved_gpus(8, [0, 1, 4, 5], 4) == [2, 3, 6, 7]
-    with pytest.raises(ConfigError, match=r"needs 2 GPU\(s\) per node that do not train .* leaves 1 of the 8 .* Train "
-                                          r"on 6 GPU\(s\) per node"):
-        _reserved_gpus(8, 7, 2)
-
-
-def test_the_started_server_sees_the_physical_ids_of_its_gpus():
-    assert reserved_visible_devices(8, 6, 2, cuda_visible_devices="") == "6,7"
-    assert reserved_visible_devices(4, 2, 2, cuda_visible_devices="2,3,4,5") == "4,5"  # a job given GPUs 2–5
 
 
 def launch(**fields) -> EngineLaunch:
