@@ -244,11 +244,17 @@ class ConstantRewards(Rule):
 
     def check(self, history, t):
         values = _window(history, t.window, "reward_spread")
-        if values is not None and max(values) <= 1e-9:
-            return (f"every completion of every batch got the same reward for {t.window} steps: the rewards do not "
-                    "depend on the completions; check model.rewards and the answers of data.source (field names, "
-                    "preset)")
-        return None
+        if values is None or max(values) > 1e-9:
+            return None
+        entropy = _window(history, t.window, "entropy")
+        if entropy is not None and fmean(entropy) < t.entropy_low:  # one answer sampled over and over: same reward
+            return (f"every completion of every batch got the same reward for {t.window} steps while the policy "
+                    f"samples nearly one answer (token entropy {fmean(entropy):.3f} nats): a collapse, not a reward "
+                    "bug; see entropy_collapse (model.sampling.temperature, model.loss.init_args.entropy.coef), and "
+                    "restart from a checkpoint before it")
+        return (f"every completion of every batch got the same reward for {t.window} steps: the rewards do not "
+                "depend on the completions; check model.rewards and the answers of data.source (field names, "
+                "preset)")
 
 
 RULES: tuple[type[Rule], ...] = (Truncated, NoEOS, FlatGroups, TemplateCopying, EntropyCollapse, LengthCollapse,

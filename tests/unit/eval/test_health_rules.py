@@ -132,3 +132,13 @@ def test_bad_thresholds_are_refused():
         HealthThresholds(window=0)
     with pytest.raises(ConfigError, match="frozen_ratio"):
         HealthThresholds(frozen_ratio=0.5)
+
+
+def test_constant_rewards_from_a_collapsed_policy_name_the_collapse_not_the_rewards():
+    """The CPU aha run (docs/experiments/2026-12-03-health-and-base-rates.md) copied the template into every
+    completion: equal rewards because every answer was the same, which is no reward bug."""
+    collapsed = dict(reward_spread=0.0, entropy=0.01)
+    stream = [healthy(i) for i in range(10)] + [dataclasses.replace(healthy(i), **collapsed) for i in range(10, 30)]
+    (finding,) = [f for f in run(stream) if f.rule == "constant_rewards"]
+    assert "a collapse, not a reward bug" in finding.message and "model.sampling.temperature" in finding.message
+    assert "check model.rewards" not in finding.message
