@@ -161,8 +161,17 @@ class AhaMonitor(L.Callback):
         for kind, (h, hc) in step_hits.items():
             window[kind][0] += h
             window[kind][1] += hc
-        if (step - self.baseline["step"]) % self.window_steps:
-            return
+        window["last_step"] = step
+        if (step - self.baseline["step"]) % self.window_steps == 0:
+            self._close_window(trainer, pl_module, log=True)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        """A run that ends inside a window still reports it (printed and written; Lightning logs no metric here)."""
+        if self.baseline is not None and self.window["n"]:
+            self._close_window(trainer, pl_module, log=False)
+
+    def _close_window(self, trainer, pl_module, log: bool) -> None:
+        window, step = self.window, self.window["last_step"]
         report = {"first_step": window["first_step"], "last_step": step, "samples": window["n"], "kinds": {}}
         for kind in self.matchers:
             hits, hits_correct = window[kind]
@@ -176,7 +185,7 @@ class AhaMonitor(L.Callback):
             logged = {"window_rate": test.rate, "p_value": test.p_value,
                       "accuracy_with": entry["accuracy_with"], "accuracy_without": entry["accuracy_without"]}
             for name, value in logged.items():
-                if value is not None:
+                if log and value is not None:
                     pl_module.log(f"aha/{kind}_{name}", float(value), on_step=True, on_epoch=False, batch_size=1)
             rank_zero_info(f"[r1lit] aha, steps {report['first_step']}-{step}: {test.sentence()}")
         self.windows.append(report)

@@ -282,3 +282,25 @@ def test_weak_phrases_setting_and_no_strict_rate():
     assert "reflection_strict" not in AhaMonitor(weak_phrases=[]).matchers
     strict = AhaMonitor(weak_phrases=["let me check"]).matchers["reflection_strict"]
     assert "let me check" not in strict.phrases and "wait" in strict.phrases
+
+
+def test_a_run_ending_inside_a_window_still_reports_it(tmp_path):
+    """Window of 2 steps; the run ends after step 3, one step into the second window: that step is tested against
+    the base rate at train end and written, not dropped."""
+    trainer, module = _stubs(tmp_path)
+    monitor = AhaMonitor(window_steps=2)
+    monitor.setup(trainer, module, "fit")
+    plain = [_group(_completion("<answer>7</answer>", 1.0), _completion("<answer>6</answer>", 0.0))]
+    checks = [_group(_completion("let me check <answer>7</answer>", 1.0), _completion("<answer>6</answer>", 0.0))]
+    for step, groups in enumerate([plain, plain, plain, checks]):
+        _step(monitor, trainer, module, groups, step)
+    assert [(w["first_step"], w["last_step"]) for w in monitor.windows] == [(1, 2)]
+    monitor.on_train_end(trainer, module)
+    saved = json.loads((tmp_path / "aha_rates.json").read_text())
+    last = saved["windows"][-1]
+    assert (last["first_step"], last["last_step"], last["samples"]) == (3, 3, 2)
+    # strict reflection 1/2 vs 0/2 before training: C(1,1) C(3,1) / C(4,2) = 3/6
+    assert last["kinds"]["reflection_strict"]["hits"] == 1
+    assert last["kinds"]["reflection_strict"]["p_value"] == pytest.approx(3 / 6)
+    monitor.on_train_end(trainer, module)  # nothing left to close: no second copy
+    assert len(json.loads((tmp_path / "aha_rates.json").read_text())["windows"]) == 2
