@@ -40,6 +40,14 @@ def commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
+def started_commit() -> str:
+    """The commit the benchmark started from: read once per benchmark (its child processes inherit it through
+    ``R1LIT_BENCH_COMMIT``), so a result written after a long run names the code that ran, not a later HEAD."""
+    if not os.environ.get("R1LIT_BENCH_COMMIT"):
+        os.environ["R1LIT_BENCH_COMMIT"] = commit()
+    return os.environ["R1LIT_BENCH_COMMIT"]
+
+
 def machine() -> dict:
     """Cores, memory and CPU model; GPU names when torch is already imported and sees CUDA."""
     memory = 0.0
@@ -73,7 +81,7 @@ def versions() -> dict[str, str]:
 
 def default_path(benchmark: str) -> Path:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    return RESULTS / f"{date}-{commit()}-{machine()['tag']}-{benchmark}.json"
+    return RESULTS / f"{date}-{started_commit()}-{machine()['tag']}-{benchmark}.json"
 
 
 def write_result(benchmark: str, result: dict, path: Path | None = None) -> Path:
@@ -82,7 +90,7 @@ def write_result(benchmark: str, result: dict, path: Path | None = None) -> Path
     header = {
         "benchmark": benchmark,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": commit(),
+        "commit": started_commit(),
         "machine": machine(),
         "versions": versions(),
         "command": " ".join([*(f"{k}={shlex.quote(os.environ[k])}" for k in ENVIRONMENT if k in os.environ),
@@ -92,3 +100,6 @@ def write_result(benchmark: str, result: dict, path: Path | None = None) -> Path
     path.write_text(json.dumps({**header, "result": result}, indent=1, default=str) + "\n")
     print(f"results: {path}")
     return path
+
+
+started_commit()  # on import, i.e. when the benchmark starts

@@ -1,0 +1,24 @@
+"""benchmarks/record.py names the commit a benchmark started from, even when HEAD moves while it runs."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import load_tool
+
+
+def test_a_result_names_the_commit_the_benchmark_started_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("R1LIT_BENCH_COMMIT", "")
+    record = load_tool("record", "benchmarks")  # importing it is the benchmark's start: the commit is read then
+    started = record.started_commit()
+    assert started and started == record.commit()
+    monkeypatch.setattr(record, "commit", lambda: "later00")  # HEAD moved while the benchmark ran
+    path = record.write_result("bench_x", {"seconds": 1.0}, tmp_path / "r.json")
+    assert json.loads(path.read_text())["commit"] == started
+    assert record.default_path("bench_x").name.split("-")[3] == started.split("-")[0]
+
+
+def test_child_processes_inherit_the_started_commit(monkeypatch):
+    monkeypatch.setenv("R1LIT_BENCH_COMMIT", "abc1234")
+    record = load_tool("record", "benchmarks")
+    assert record.started_commit() == "abc1234"
