@@ -139,7 +139,9 @@ def test_one_engine_dying_mid_run_fails_both_nodes_naming_it_and_its_log(tmp_pat
     # node 1: its own error (a generate or a push meeting the dead engine), naming the engine and its log
     assert ("the rollout engine VLLMServerEngine failed while" in node1
             or "the engine is not serving the pushed weights" in node1), node1[-3000:]
-    assert "vLLM engine 1 of 2 (node 1, the server at" in node1 and "The engine process (exited with code" in node1
+    # the state is read after up to FAILURE_GRACE_S for the killed server to exit: "exited with code", or "running"
+    # on a machine too loaded for it to have exited by then
+    assert "vLLM engine 1 of 2 (node 1, the server at" in node1 and "The engine process (" in node1, node1[-3000:]
     assert f"logs to {log1}; it ends:" in node1, node1[-3000:]
     # node 0: stopped by engine 1's failure, with engine 1's message and log
     assert "vLLM engine 1 of 2 (node 1, the server at" in node0 and "failed on rank 1 while" in node0, node0[-3000:]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +47,8 @@ from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
 from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings, sampling_fields
 from r1lit.rollout.vllm.server_check import SERVED_NAME, check_server
 from r1lit.training.distributed import gather_objects
+
+FAILURE_GRACE_S = 5.0  # how long a failure waits for a dying server to exit before describing it
 
 
 class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
@@ -280,6 +283,11 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
 
     def failure_hint(self) -> str:
         named = f"{self.describe(self.engine_index)}. " if self.site is not None and self.site.count > 1 else ""
+        if self.process is not None and self.process.proc.poll() is None:
+            try:  # a server whose workers died closes its connections before it exits: say how it ended
+                self.process.proc.wait(timeout=FAILURE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
         return "\n  " + named + self.log_excerpt()
 
     def close(self) -> None:
