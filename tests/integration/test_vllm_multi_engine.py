@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, hashes, scalars
-from test_vllm_server import alive, assert_engine_gone, fit, server_config, write
+from test_vllm_server import alive, assert_engine_gone, engine_pids, fit, server_config, write
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -66,20 +65,12 @@ def stderr(tmp_path: Path, node: int) -> str:
 def assert_nothing_left(run_dir: Path, procs: list[subprocess.Popen], within: float = 30.0) -> None:
     """No trainer, and no process any server log names (API servers and engine cores), outlives the test."""
     assert all(proc.poll() is not None for proc in procs)
-    pids = set().union(*(_pids(log) for log in run_dir.glob("vllm_server*.log")))
-    assert pids, "no server log names a process"
-    deadline = time.monotonic() + within
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    left = [p for p in pids if alive(p)]
-    for pid in left:  # the test fails, but leaves nothing behind
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"engine processes outlived the trainers: {left} of {pids}"
+    assert_engine_gone(run_dir, within, pattern="vllm_server*.log")
 
 
 def _pids(log: Path) -> set[int]:
-    """Every process id a server log names (r1lit's line for the engine process, vLLM's API server and engine core)."""
-    return {int(p) for p in re.findall(r"pid=(\d+)\)", log.read_text(errors="replace"))}
+    """Every process id one server log names."""
+    return engine_pids(log.parent, log.name)
 
 
 def two_node_config(tmp_path: Path, model_dir: Path, steps: int, **engine_args) -> dict:

@@ -60,10 +60,9 @@ def fit(tmp_path: Path, config: dict, *extra: str, timeout: int = 600) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
-def engine_pids(run_dir: Path) -> set[int]:
-    """Every process id vLLM's server log names (the API server and its engine core)."""
-    log = (run_dir / "vllm_server.log").read_text(errors="replace")
-    return {int(p) for p in re.findall(r"pid=(\d+)\)", log)}
+def engine_pids(run_dir: Path, pattern: str = "vllm_server.log") -> set[int]:
+    """Every process id the server logs matching ``pattern`` name (vLLM's API server and its engine core)."""
+    return {int(p) for log in run_dir.glob(pattern) for p in re.findall(r"pid=(\d+)\)", log.read_text(errors="replace"))}
 
 
 def alive(pid: int) -> bool:
@@ -74,8 +73,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-def assert_engine_gone(run_dir: Path, within: float = 20.0) -> None:
-    pids = engine_pids(run_dir)
+def assert_engine_gone(run_dir: Path, within: float = 20.0, pattern: str = "vllm_server.log") -> None:
+    pids = engine_pids(run_dir, pattern)
     assert pids, "the server log names no process: was the engine started in its own process?"
     deadline = time.monotonic() + within
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
