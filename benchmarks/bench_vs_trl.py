@@ -8,8 +8,9 @@ The workload (the issue's): SmolLM2-135M-Instruct (the embedded model, fp32 weig
 with A, B in 10..99 from a fixed seed, written once to ``<workdir>/problems.jsonl`` that both read; the R1-Zero system
 prompt through the chat template; r1lit's AccuracyReward and FormatReward (weight 1 each) in both; 4 prompts × 4
 generations per step, ≤ 64 new tokens, temperature 1, β 0.04 (so both keep a reference model), ε 0.2, the GRPO loss
-(per-sequence token mean), μ 1, lr 1e-5, 8 steps, HF generation, 2 threads (``OMP_NUM_THREADS=2``; TRL's runner also
-calls ``torch.set_num_threads``), one forward/backward of all 16 completions per step in both.
+(per-sequence token mean), μ 1, fused AdamW (TRL's default optim) with lr 1e-5, 8 steps, HF generation, 2 threads
+(``OMP_NUM_THREADS=2``; TRL's runner also calls ``torch.set_num_threads``), one forward/backward of all 16 completions
+per step in both.
 
 Settings: ``best`` = bf16 autocast + gradient checkpointing in both (fp32 weights); ``fp32`` = no autocast, no
 checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + checkpointing, so its fp32 run sets
@@ -109,7 +110,8 @@ def r1lit_config(w: Workload, problems: Path, logs: Path) -> dict:
             "micro_batch_size": w.prompts * w.generations,  # one forward/backward per step, as TRL's batch here
             "num_iterations": 1,
             "optimizer": {"class_path": "torch.optim.AdamW",
-                          "init_args": {"lr": w.learning_rate, "betas": [0.9, 0.99], "weight_decay": 0.0}},
+                          "init_args": {"lr": w.learning_rate, "betas": [0.9, 0.99], "weight_decay": 0.0,
+                                        "fused": True}},  # TRL's default optim is adamw_torch_fused
         },
         "data": {
             "source": {"class_path": "DatasetSource",

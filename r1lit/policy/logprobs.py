@@ -52,11 +52,57 @@ def target_logprobs(logits: Tensor, targets: Tensor, entropy: EntropyMode = "non
     return picked, token_entropy(logits, lse)
 
 
+class LogitsToLogprobs(torch.autograd.Function):
+    """log p(target) under softmax(logits / T) from logits of any float dtype, with a backward that writes the
+    logits' gradient g · (onehot(target) − softmax) / T in a few in-place passes over one float32 copy.
+
+    Autograd's own graph for the same formula (cast, divide, logsumexp, gather, subtract) keeps a float32 copy of
+    the logits for backward and walks the [..., V] tensor about ten times there: with SmolLM2's 49,152-token
+    vocabulary, most of the LM head's time on a CPU. Forward: logits [..., V], targets [...]; returns log-probs [...]
+    float32 and, with ``with_entropy``, the entropies [...] (no gradient: the entropy bonus takes
+    ``target_logprobs``)."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool):
+        x = logits.float() if temperature == 1.0 else logits.float() / temperature  # [..., V] float32
+        lse = torch.logsumexp(x, dim=-1)  # [...]
+        picked = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # [...]
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature = temperature
+        if not with_entropy:
+            return picked, None
+        entropy = token_entropy(x, lse)
+        ctx.mark_non_differentiable(entropy)
+        return picked, entropy
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _grad_entropy):
+        logits, targets, lse = ctx.saved_tensors
+        g = grad.float().unsqueeze(-1)  # [..., 1]
+        x = logits.to(torch.float32, copy=True)  # [..., V], a copy even when float32: the rest is in place
+        if ctx.temperature != 1.0:
+            x.div_(ctx.temperature)
+        x.sub_(lse.unsqueeze(-1)).exp_().mul_(-g)  # −g · softmax
+        x.scatter_add_(-1, targets.unsqueeze(-1), g)  # + g at the target
+        if ctx.temperature != 1.0:
+            x.div_(ctx.temperature)
+        return x.to(logits.dtype), None, None, None
+
+
+def logits_logprobs(logits: Tensor, targets: Tensor, temperature: float,
+                    entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+    """``target_logprobs`` of ``logits / temperature`` (logits [..., V] of any float dtype, targets [...]):
+    through ``LogitsToLogprobs`` unless the entropy needs a gradient."""
+    if entropy == "grad":
+        return target_logprobs(logits.float() / temperature, targets, entropy)
+    return LogitsToLogprobs.apply(logits, targets, temperature, entropy == "metric")
+
+
 def _chunk_logps(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
                  entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
     """hidden [c, H], targets [c] → (log p(target) [c], entropy [c] or None), float32, through one chunk's logits
     [c, V]."""
-    return target_logprobs(head(hidden).float() / temperature, targets, entropy)  # logits [c, V]
+    return logits_logprobs(head(hidden), targets, temperature, entropy)  # logits [c, V]
 
 
 def full_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, entropy: EntropyMode = "none",
@@ -66,7 +112,7 @@ def full_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, ent
     Returns ([B, T], [B, T] or None) float32."""
     logps, entropies = [], []
     for rows, ids in zip(logits.split(chunk_rows), targets.split(chunk_rows)):
-        lp, h = target_logprobs(rows.float() / temperature, ids, entropy)  # [b, T] each
+        lp, h = logits_logprobs(rows, ids, temperature, entropy)  # [b, T] each
         logps.append(lp)
         entropies.append(h)
     return torch.cat(logps), (None if entropy == "none" else torch.cat(entropies))

@@ -12,10 +12,11 @@ completion, and position ids that restart at len(prompt) for each completion. Ev
 same keys, values and positions as in its own row, so its log-prob is the same; the prompt's hidden states feed all
 G completions, so backward sums their gradients into the prompt positions exactly as the G unshared rows would.
 A completion's last token predicts nothing that is scored, so it is not fed; its first token is predicted by the
-prompt's last position. Groups are laid into rows of at most ``row_tokens`` tokens (a group longer than that is split,
-each part with its own copy of the prompt): the mask makes attention cost the square of a row's length, so the bound
-trades attention work against repeated prompts. Rows are right-padded to the longest; pad positions see only
-themselves and nobody sees them.
+prompt's last position. A group longer than ``row_tokens`` is split into parts, each with its own copy of the prompt.
+The groups (or parts) are then packed first-fit, longest first, into rows as long as the longest of them: the attention
+kernel computes each row's whole square whatever the mask says, so one row per group costs R·L² where one long row of
+them all would cost (R·L)², and filling rows with the shorter groups saves rows without lengthening any. Rows are
+right-padded to the longest; pad positions see only themselves and nobody sees them.
 
 It runs through the model's own forward (``input_ids``, a 4-D ``attention_mask``, ``position_ids``), so gradient
 checkpointing, autocast, DeepSpeed ZeRO and the chunked LM head (``head_logprobs``) compose with it unchanged. A
@@ -77,41 +78,53 @@ def pack(input_ids: Tensor, attention: Tensor, completion_len: int, width: int, 
         if i == n or not same[i - 1]:
             groups.append((start, i))
             start = i
-    # the pieces of each packed row: (flat token index [k], positions [k], first column of its prompt copy, the
-    # prompt copy's length); a prompt copy is a piece of its own
+    # a piece is a prompt copy and the completions fed after it: [(first row, prompt length, [(row, fed tokens)])];
+    # a group whose completions do not fit row_tokens after one prompt copy is split into several pieces
+    pieces: list[tuple[int, int, list[tuple[int, int]]]] = []
+    for first, end in groups:
+        p = int(prompt_mask[first].sum())
+        for i in range(first, end):
+            if lengths[i] == 0:
+                continue
+            k = lengths[i] - 1  # tokens fed: all but the last
+            piece = pieces[-1] if pieces and pieces[-1][0] == first else None
+            if piece is None or p + sum(f for _, f in piece[2]) + k > row_tokens:
+                pieces.append((first, p, []))
+            pieces[-1][2].append((i, k))
+    # rows as long as the longest piece, filled first-fit in decreasing length: the attention kernel computes a
+    # row's whole L × L square whatever the mask, so rows cost R·L² in attention and R·L in the other layers, and
+    # fewer rows of the smallest possible L cost least
+    sizes = [p + sum(k for _, k in fed) for _, p, fed in pieces]
+    capacity = max(sizes)
+    bins: list[list[int]] = []  # piece indices per packed row
+    room: list[int] = []
+    for j in sorted(range(len(pieces)), key=lambda j: -sizes[j]):
+        r = next((r for r, free in enumerate(room) if free >= sizes[j]), None)
+        if r is None:
+            bins.append([])
+            room.append(capacity)
+            r = len(bins) - 1
+        bins[r].append(j)
+        room[r] -= sizes[j]
+    # each packed row's segments: (flat token index [k], positions [k], first column of its prompt copy, the prompt
+    # copy's length); a prompt copy is a segment of its own
     rows: list[list[tuple[Tensor, Tensor, int, int]]] = []
     sources, dests = [], []  # per completion: (packed row [k+1], packed column [k+1]), (batch row [k+1], index [k+1])
-    used = row_tokens + 1  # tokens in the current packed row (forces a first row)
-
-    def open_prompt(row: int, new_row: bool) -> tuple[int, int]:
-        nonlocal used
-        if new_row:
-            rows.append([])
-            used = 0
-        cols = prompt_mask[row].nonzero().squeeze(1)  # [p] the prompt's real tokens, wherever the padding is
-        rows[-1].append((row * total + cols, torch.arange(len(cols)), used, len(cols)))
-        used += len(cols)
-        return used - len(cols), len(cols)
-
-    for first, end in groups:
-        scored = [i for i in range(first, end) if lengths[i] > 0]
-        if not scored:
-            continue
-        p = int(prompt_mask[first].sum())
-        home = open_prompt(first, used + p + lengths[scored[0]] - 1 > row_tokens)
-        fed_here = 0
-        for i in scored:
-            k = lengths[i] - 1  # tokens fed: all but the last
-            if fed_here and used + k > row_tokens:  # the row is full: this completion starts a row with its own prompt
-                home = open_prompt(first, True)
-                fed_here = 0
-            rows[-1].append((i * total + P + torch.arange(k), p + torch.arange(k), *home))
-            # token j is predicted by the prompt's last column (j = 0) or by the completion's token j - 1
-            sources.append((torch.full((k + 1,), len(rows) - 1), torch.cat([torch.tensor([sum(home) - 1]),
-                                                                            used + torch.arange(k)])))
-            dests.append((torch.full((k + 1,), i), torch.arange(k + 1)))
-            used += k
-            fed_here += 1
+    for r, members in enumerate(bins):
+        rows.append([])
+        col = 0
+        for j in members:
+            first, p, fed = pieces[j]
+            cols = prompt_mask[first].nonzero().squeeze(1)  # [p] the prompt's real tokens, wherever the padding is
+            rows[-1].append((first * total + cols, torch.arange(p), col, p))
+            home = col
+            col += p
+            for i, k in fed:
+                rows[-1].append((i * total + P + torch.arange(k), p + torch.arange(k), home, p))
+                # token j is predicted by the prompt's last column (j = 0) or by the completion's token j - 1
+                sources.append((torch.full((k + 1,), r), torch.cat([torch.tensor([home + p - 1]), col + torch.arange(k)])))
+                dests.append((torch.full((k + 1,), i), torch.arange(k + 1)))
+                col += k
 
     device = input_ids.device
     L = max(sum(len(piece[0]) for piece in row) for row in rows)
@@ -213,7 +226,8 @@ class SharedPrefixLogprobs:
             chunk_tokens: tokens per chunk of the LM head (as ``CompletionLogprobs``).
             chunked: whether to go through the chunked LM head where the model allows it (as ``CompletionLogprobs``).
             row_tokens: the most tokens in one packed row; a group longer than this is split, each part with its
-                own copy of the prompt. Attention over a row costs the square of its length.
+                own copy of the prompt. Rows are as long as the longest group (or part), and attention over a row
+                costs the square of its length.
         """
         if row_tokens < 1:
             raise ValueError(f"row_tokens must be >= 1, got {row_tokens}")

@@ -10,8 +10,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 
 def default_optimizer(params) -> torch.optim.Optimizer:
-    """The seed recipe's optimizer: AdamW, lr 3e-6, betas (0.9, 0.99), no weight decay."""
-    return torch.optim.AdamW(params, lr=3e-6, betas=(0.9, 0.99), weight_decay=0.0)
+    """The seed recipe's optimizer: AdamW, lr 3e-6, betas (0.9, 0.99), no weight decay; torch's fused kernel (one
+    pass over all parameters instead of a loop over them: 0.33 → 0.10 s a step for SmolLM2-135M on 2 CPU cores,
+    docs/benchmarks.md)."""
+    return torch.optim.AdamW(params, lr=3e-6, betas=(0.9, 0.99), weight_decay=0.0, fused=True)
 
 
 def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from r1lit.policy.logprobs import full_logprobs, head_logprobs, lm_parts, matches_full_logits
+from r1lit.policy.logprobs import (full_logprobs, head_logprobs, lm_parts, logits_logprobs, matches_full_logits,
+                                   target_logprobs)
 
 
 def test_head_logprobs_by_hand():
@@ -17,6 +18,41 @@ def test_head_logprobs_by_hand():
     logps, entropy = head_logprobs(head, hidden, torch.tensor([[0, 1]]), chunk_tokens=1, entropy="metric")
     assert logps.tolist()[0] == pytest.approx([math.log(0.75), math.log(0.25)], abs=1e-6)
     assert entropy.tolist()[0] == pytest.approx([0.5623351] * 2, abs=1e-6)  # -(3/4 ln 3/4 + 1/4 ln 1/4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_logits_to_logprobs_gradient_by_hand(temperature):
+    """logits (2 ln 3, 0) at T = 2 are z = (ln 3, 0), p = (3/4, 1/4); d log p(0) / d logits = (onehot − p) / T =
+    (1/8, −1/8). At T = 1, logits (ln 3, 0): (1/4, −1/4). An upstream gradient of 2 doubles it."""
+    logits = torch.tensor([[temperature * math.log(3.0), 0.0]], requires_grad=True)
+    logps, entropy = logits_logprobs(logits, torch.tensor([0]), temperature, "metric")
+    assert logps.tolist() == pytest.approx([math.log(0.75)], abs=1e-6)
+    assert entropy.tolist() == pytest.approx([0.5623351], abs=1e-6) and not entropy.requires_grad
+    (2 * logps).sum().backward()
+    assert logits.grad.tolist()[0] == pytest.approx([0.5 / temperature, -0.5 / temperature], abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logits_to_logprobs_equals_autograd_of_the_formula(dtype, temperature):
+    """The hand-written backward against autograd through ``target_logprobs`` (the formula itself), on [2, 3, 50]
+    logits in float32 and bfloat16, with an uneven upstream gradient; the gradient comes back in the logits' dtype
+    and the input is left as it was."""
+    torch.manual_seed(0)
+    raw = (3 * torch.randn(2, 3, 50)).to(dtype)
+    targets = torch.randint(0, 50, (2, 3))
+    upstream = torch.linspace(-1.0, 2.0, 6).view(2, 3)
+    mine_in, ref_in = raw.clone().requires_grad_(True), raw.clone().requires_grad_(True)
+    mine, mine_entropy = logits_logprobs(mine_in, targets, temperature, "metric")
+    ref, ref_entropy = target_logprobs(ref_in.float() / temperature, targets, "metric")
+    (mine * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    assert torch.equal(mine_in.detach(), raw)
+    assert mine.dtype == torch.float32 and mine_in.grad.dtype == dtype
+    torch.testing.assert_close(mine, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(mine_entropy, ref_entropy, atol=1e-5, rtol=0)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-2  # both round their float32 gradient to bf16
+    torch.testing.assert_close(mine_in.grad.float(), ref_in.grad.float(), atol=tolerance, rtol=0)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1000])

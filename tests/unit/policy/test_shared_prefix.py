@@ -21,25 +21,30 @@ def test_pack_layout_by_hand():
     ids = torch.tensor([[0, 7, 8, 20, 21, 22], [0, 7, 8, 30, 31, 0], [9, 10, 11, 40, 0, 0]])
     attention = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]])
     packed = pack(ids, attention, completion_len=3, width=3, row_tokens=100)
-    assert packed.input_ids.tolist() == [[7, 8, 20, 21, 30, 9, 10, 11]]
-    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2, 0, 1, 2]]
+    # rows are as long as the longest group (5 tokens): the second group (3 tokens) gets a row of its own
+    assert packed.input_ids.tolist() == [[7, 8, 20, 21, 30], [9, 10, 11, 0, 0]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2], [0, 1, 2, 0, 0]]
     assert packed.allowed.squeeze(1).int().tolist() == [[
-        [1, 0, 0, 0, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0, 0, 0],
-        [1, 1, 1, 1, 0, 0, 0, 0],
-        [1, 1, 0, 0, 1, 0, 0, 0],
-        [0, 0, 0, 0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 0, 1, 1, 0],
-        [0, 0, 0, 0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 0],
+        [1, 1, 0, 0, 1],
+    ], [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 1],
     ]]
     # each scored token: predicted from the prompt's last column (the first of each completion) or its own previous
     assert packed.targets.tolist() == [20, 21, 22, 30, 31, 40]
-    assert packed.source[1].tolist() == [1, 2, 3, 1, 4, 7]
+    assert list(zip(packed.source[0].tolist(), packed.source[1].tolist())) == [
+        (0, 1), (0, 2), (0, 3), (0, 1), (0, 4), (1, 2)]
     assert list(zip(*(t.tolist() for t in packed.dest))) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]
 
-    # a budget of 4 tokens a row: [7, 8, 20, 21] is full, so [30] starts a row with its own copy of the prompt, and
-    # the second group (3 + 0 tokens) does not fit after it: three rows, right-padded to 4 (pads see only themselves)
+    # a budget of 4 tokens a row: [7, 8, 20, 21] is full, so [30] starts a part with its own copy of the prompt
+    # (3 tokens), and the second group (3 + 0 tokens) is a third piece: three rows of 4, right-padded
     split = pack(ids, attention, completion_len=3, width=3, row_tokens=4)
     assert split.input_ids.tolist() == [[7, 8, 20, 21], [7, 8, 30, 0], [9, 10, 11, 0]]
     assert split.position_ids.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 0]]
@@ -48,13 +53,30 @@ def test_pack_layout_by_hand():
 
     # a width of 1 feeds no completion token: every log-prob comes from a prompt's last position
     first = pack(ids, attention, completion_len=3, width=1, row_tokens=100)
-    assert first.input_ids.tolist() == [[7, 8, 9, 10, 11]] and first.source[1].tolist() == [1, 1, 4]
+    assert first.input_ids.tolist() == [[9, 10, 11], [7, 8, 0]]  # longest piece first
+    by_row = dict(zip(first.dest[0].tolist(), zip(first.source[0].tolist(), first.source[1].tolist())))
+    assert by_row == {0: (1, 1), 1: (1, 1), 2: (0, 2)}
     # nothing to score, an empty prompt, or a completion mask with a hole: no layout (the caller goes unshared)
     assert pack(ids, attention, completion_len=3, width=0, row_tokens=100) is None
     assert pack(ids, torch.cat([torch.zeros(3, 3, dtype=torch.long), attention[:, 3:]], 1), 3, 3, 100) is None
     holed = attention.clone()
     holed[0, 4] = 0
     assert pack(ids, holed, completion_len=3, width=3, row_tokens=100) is None
+
+
+def test_shorter_groups_fill_rows_as_long_as_the_longest():
+    """Three groups of one row: prompt [1, 2] + completion [3, 4, 5, 6, 9] (6 tokens fed), then [7] + [8, 9, 9]
+    and [5] + [6, 7, 9] (3 tokens each). Rows are 6 long: the first group fills one, the two short ones share the
+    second, so two rows of 6 (attention 2 · 36) instead of one of 12 (144) or three of 6 (108)."""
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 9], [0, 7, 8, 9, 9, 0, 0], [0, 5, 6, 7, 9, 0, 0]])
+    attention = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0, 0]])
+    packed = pack(ids, attention, completion_len=5, width=5, row_tokens=2048)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6], [7, 8, 9, 5, 6, 7]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 0, 1, 2]]
+    assert packed.allowed[1, 0].int().tolist() == [  # the two groups of row 1 never see each other
+        [1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
+    assert packed.targets.tolist() == [3, 4, 5, 6, 9, 8, 9, 9, 6, 7, 9]
 
 
 def _batch(seed: int = 0):
@@ -135,11 +157,12 @@ def test_values_entropies_and_gradients_equal_the_unshared_path(tiny_model_dir, 
 
 
 def test_the_layout_computes_each_prompt_once(tiny_model_dir):
-    """Guards the point of it: the batch's 6 rows × 11 columns (66 positions, 36 of them prompt) become one row of
-    3 + 6 + 5 prompt tokens and (4 + 1 + 3) + 4 + (0 + 2) fed completion tokens = 28 positions."""
+    """Guards the point of it: the batch's 6 rows × 11 columns (66 positions, 36 of them prompt) become 3 + 6 + 5
+    prompt tokens and (4 + 1 + 3) + 4 + (0 + 2) fed completion tokens = 28, in three rows (groups of 11, 10 and 7
+    tokens: no two fit one row of 11) = 33 positions."""
     ids, attention = _batch()
     packed = pack(ids, attention, completion_len=5, width=5, row_tokens=2048)
-    assert packed.input_ids.shape == (1, 28)
+    assert packed.input_ids.shape == (3, 11)
     assert packed.targets.numel() == int(attention[:, 6:].sum()) == 20
 
 
