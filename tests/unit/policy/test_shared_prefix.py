@@ -156,6 +156,62 @@ def test_values_entropies_and_gradients_equal_the_unshared_path(tiny_model_dir, 
                      _run(unshared, model, ids, attention, width, entropy))
 
 
+def _random_batch(g: torch.Generator, P: int = 6, C: int = 6):
+    """1–5 groups of 1–4 rows, prompts of 1..P tokens (left-padded), completion lengths 0..C (a length-0 row is a
+    completion the trainer drops). ids/attention: [n, P + C]."""
+    rows_ids, rows_att = [], []
+    for _ in range(int(torch.randint(1, 6, (1,), generator=g))):
+        p = int(torch.randint(1, P + 1, (1,), generator=g))
+        prompt = torch.randint(5, 300, (p,), generator=g)
+        for _ in range(int(torch.randint(1, 5, (1,), generator=g))):
+            c = int(torch.randint(0, C + 1, (1,), generator=g))
+            ids, att = torch.zeros(P + C, dtype=torch.long), torch.zeros(P + C, dtype=torch.long)
+            ids[P - p:P], att[P - p:P] = prompt, 1
+            ids[P:P + c], att[P:P + c] = torch.randint(5, 300, (c,), generator=g), 1
+            rows_ids.append(ids)
+            rows_att.append(att)
+    return torch.stack(rows_ids), torch.stack(rows_att)
+
+
+def test_random_groups_lengths_and_budgets_equal_the_unshared_path():
+    """40 random micro-batches (group sizes, prompt and completion lengths, empty completions, widths, and row
+    budgets from 1 token, which splits every completion into its own part, to unbounded): every real token's
+    log-prob equals the unshared path's (fp32, 1e-5), and the packed rows are no longer than the longest part."""
+    model = _tiny_llama().eval()
+    unshared = CompletionLogprobs(1.0, chunk_tokens=7)
+    g = torch.Generator().manual_seed(0)
+    checked = 0
+    for _ in range(40):
+        ids, attention = _random_batch(g)
+        width = int(torch.randint(1, 7, (1,), generator=g))
+        row_tokens = [1, 4, 9, 2048][int(torch.randint(0, 4, (1,), generator=g))]
+        real = attention[:, 6:6 + width].float()  # [n, width]
+        packed = pack(ids, attention, completion_len=6, width=width, row_tokens=row_tokens)
+        if packed is None:
+            assert real.sum() == 0  # only a micro-batch with nothing to score has no layout
+            continue
+        # per row: its prompt length and fed tokens; groups = runs of adjacent rows with the same prompt
+        prompt_len = attention[:, :6].sum(1).tolist()
+        fed = [max(int(r.sum()) - 1, 0) if r.sum() else None for r in real]  # None: nothing scored, not fed
+        key = [tuple((ids[i, :6] * attention[i, :6]).tolist()) for i in range(len(ids))]
+        totals, singles = [], []
+        for i in range(len(ids)):
+            if i == 0 or key[i] != key[i - 1]:
+                totals.append(prompt_len[i])
+            if fed[i] is not None:
+                totals[-1] += fed[i]
+                singles.append(prompt_len[i] + fed[i])
+        L = packed.input_ids.shape[1]
+        assert L <= max(totals)  # never longer than the longest whole group
+        assert L <= max(row_tokens, max(singles))  # nor past the budget, unless one completion with its prompt is
+        with torch.no_grad():
+            mine, _ = SharedPrefixLogprobs(1.0, chunk_tokens=7, row_tokens=row_tokens)(model, ids, attention, 6, width)
+            theirs, _ = unshared(model, ids, attention, 6, width)
+        assert ((mine - theirs) * real).abs().max() <= 1e-5
+        checked += 1
+    assert checked >= 30
+
+
 def test_the_layout_computes_each_prompt_once(tiny_model_dir):
     """Guards the point of it: the batch's 6 rows × 11 columns (66 positions, 36 of them prompt) become 3 + 6 + 5
     prompt tokens and (4 + 1 + 3) + 4 + (0 + 2) fed completion tokens = 28, in three rows (groups of 11, 10 and 7
