@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling flop_floor.py
 from flop_floor import best_seconds  # noqa: E402
+from record import write_result  # noqa: E402
 
 
 def rollout(prompts: int, generations: int, prompt_tokens: int, completion_tokens: int, vocab: int,
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (fp32 weights), as bf16-mixed trains")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_shared_prefix.json)")
     args = parser.parse_args()
 
     from r1lit.policy.loading import disable_dropout_in_model, load_policy
@@ -99,6 +102,10 @@ def main() -> None:
         print(f"  {name:10} {times[name][0]:10.3f} {times[name][1]:14.3f}")
     (u_train, u_ref), (s_train, s_ref) = times["unshared"], times["shared"]
     print(f"  speed-up   {u_train / s_train:10.2f}× {u_ref / s_ref:13.2f}×")
+    write_result("bench_shared_prefix", {
+        "arguments": {k: v for k, v in vars(args).items() if k != "results"}, "rows": n, "columns": ids.shape[1],
+        "real_tokens": fed, "max_logprob_gap": gap,
+        "seconds": {name: {"policy_fwd_bwd": t, "reference_fwd": r} for name, (t, r) in times.items()}}, args.results)
 
 
 if __name__ == "__main__":
