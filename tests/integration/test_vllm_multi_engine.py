@@ -68,11 +68,6 @@ def assert_nothing_left(run_dir: Path, procs: list[subprocess.Popen], within: fl
     assert_engine_gone(run_dir, within, pattern="vllm_server*.log")
 
 
-def _pids(log: Path) -> set[int]:
-    """Every process id one server log names."""
-    return engine_pids(log.parent, log.name)
-
-
 def two_node_config(tmp_path: Path, model_dir: Path, steps: int, **engine_args) -> dict:
     config = server_config(tmp_path, model_dir, steps=steps, **engine_args)
     config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
@@ -115,7 +110,7 @@ def test_one_engine_dying_mid_run_fails_both_nodes_naming_it_and_its_log(tmp_pat
             assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, \
                 (stderr(tmp_path, 0)[-3000:], stderr(tmp_path, 1)[-3000:])
             time.sleep(0.5)
-        for pid in _pids(run_dir / "vllm_server_node1.log"):
+        for pid in engine_pids(run_dir, "vllm_server_node1.log"):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
