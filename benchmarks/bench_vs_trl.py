@@ -18,7 +18,8 @@ checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + ch
 
 Per step: TRL's time from a TrainerCallback (on_step_begin → on_step_end: generation, rewards, reference forward,
 policy forward/backward, optimizer step); r1lit's logged ``step_time`` (training_step: the same stages; manual
-optimisation puts the optimizer step inside it). Medians over steps 2..N (step 1 carries one-time work). Peak RSS:
+optimisation puts the optimizer step inside it) plus, with the vLLM engine, ``time/weight_push`` (the callback that
+sends the new weights after the step). Medians over steps 2..N (step 1 carries one-time work). Peak RSS:
 this process samples /proc every 0.2 s and sums the resident memory of the run's whole process tree (the trainer and
 its children: answer-checking workers), keeping the maximum; shared pages of children count once per process. The
 output ends with the FLOP floor of the measured workload (benchmarks/flop_floor.py) and each median's ratio to it.
@@ -210,8 +211,12 @@ def trl_results(path: Path) -> tuple[list[float], list[float], list[float], dict
 def r1lit_results(log_dir: Path) -> dict[str, list[float]]:
     metrics = next(log_dir.glob("version_*/metrics.csv"))
     rows = [r for r in csv.DictReader(open(metrics)) if r.get("step_time")]
-    keys = ("step_time", "time/generate", "time/score", "time/optimise", "completions/mean_length", "completions/max_length")
-    return {k: [float(r[k]) for r in rows if r.get(k)] for k in keys}
+    keys = ("time/generate", "time/score", "time/optimise", "time/weight_push", "completions/mean_length",
+            "completions/max_length")
+    logged = {k: [float(r[k]) for r in rows if r.get(k)] for k in keys}
+    # the vLLM engine's weight push runs in a callback after training_step: part of the step as TRL's clock sees it
+    logged["step_time"] = [float(r["step_time"]) + float(r.get("time/weight_push") or 0.0) for r in rows]
+    return logged
 
 
 def versions(python: str) -> str:

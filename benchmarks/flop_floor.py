@@ -176,14 +176,17 @@ def best_seconds(fn, repeats: int) -> float:
 
 def gemm_seconds(m: int, k: int, n: int, dtype, repeats: int) -> dict[str, float]:
     """Best times of a linear layer's three GEMMs for ``m`` tokens, ``k`` in and ``n`` out features:
-    forward x·Wᵀ, grad-input g·W and grad-weight gᵀ·x."""
+    forward x·Wᵀ, grad-input g·W and grad-weight gᵀ·x, each into an output allocated once: a new block per call
+    would add the allocator's page faults (a fresh mmap per block above 32 MiB with glibc's defaults), which are
+    not arithmetic."""
     import torch
 
     x, w, g = (torch.randn(*s, dtype=dtype) for s in ((m, k), (n, k), (m, n)))
+    y, dx, dw = (torch.empty(*s, dtype=dtype) for s in ((m, n), (m, k), (n, k)))
     return {
-        "forward": best_seconds(lambda: x @ w.t(), repeats),
-        "grad_input": best_seconds(lambda: g @ w, repeats),
-        "grad_weight": best_seconds(lambda: g.t() @ x, repeats),
+        "forward": best_seconds(lambda: torch.matmul(x, w.t(), out=y), repeats),
+        "grad_input": best_seconds(lambda: torch.matmul(g, w, out=dx), repeats),
+        "grad_weight": best_seconds(lambda: torch.matmul(g.t(), x, out=dw), repeats),
     }
 
 
