@@ -3,6 +3,7 @@ pass) and a no-grad forward (the reference's), each micro-batch as the trainer r
 
     .venv/bin/python benchmarks/bench_shared_prefix.py [--model embedded:smollm2-135m-instruct] [--prompts 2]
         [--generations 8] [--prompt-tokens 78] [--completion-tokens 22] [--micro-batch 16] [--bf16] [--threads 2]
+        [--attn-implementation sdpa|eager] [--keep-host-memory]
 
 The rollout: ``--prompts`` prompts of about ``--prompt-tokens`` tokens (lengths spread ±25 %, left-padded to the
 longest), ``--generations`` completions each with lengths uniform in [C/2, 3C/2] (right-padded), random token ids,
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=256, help="the LM head's chunk (model.policy.logprob_chunk_tokens)")
     parser.add_argument("--row-tokens", type=int, default=2048, help="SharedPrefixLogprobs' packed row budget")
     parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (fp32 weights), as bf16-mixed trains")
+    parser.add_argument("--attn-implementation", default=None, help="transformers' attention kernel (sdpa, eager)")
+    parser.add_argument("--keep-host-memory", action="store_true",
+                        help="what a CPU fit does (r1lit/training/host_memory.py): glibc keeps freed memory for reuse")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", type=Path, default=None,
@@ -63,9 +67,12 @@ def main() -> None:
     from r1lit.policy.loading import disable_dropout_in_model, load_policy
     from r1lit.policy.logprobs import CompletionLogprobs
     from r1lit.policy.shared_prefix import SharedPrefixLogprobs
+    from r1lit.training.host_memory import keep_freed_host_memory
 
     torch.set_num_threads(args.threads)
-    model = disable_dropout_in_model(load_policy(args.model))
+    if args.keep_host_memory and not keep_freed_host_memory():
+        sys.exit("--keep-host-memory: this C library is not glibc")
+    model = disable_dropout_in_model(load_policy(args.model, attn_implementation=args.attn_implementation))
     ids, attention, C = rollout(args.prompts, args.generations, args.prompt_tokens, args.completion_tokens,
                                 model.config.vocab_size)
     n = ids.shape[0]
@@ -93,6 +100,7 @@ def main() -> None:
     fed = int(attention.sum())
     print(f"model {args.model}: {n} rows ({args.prompts} prompts × {args.generations}), padded {ids.shape[1]} columns, "
           f"{fed} real tokens, {len(slices)} micro-batches; {'bf16 autocast' if args.bf16 else 'fp32'}, "
+          f"attention {model.config._attn_implementation}, host memory {'kept' if args.keep_host_memory else 'glibc default'}, "
           f"torch threads {torch.get_num_threads()}; max |shared − unshared| log-prob on real tokens {gap:.2e}")
     print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14}")
     times = {}
