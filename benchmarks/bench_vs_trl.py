@@ -383,6 +383,10 @@ def report(runs: list[Run], w: Workload, args, env_extra: dict[str, str]) -> Non
                 floor.append(f"--step-seconds={impl}-{setting}={seconds:.2f}")
     if args.smoke:
         floor.append("--smoke")
+    if args.results is not None:  # next to this run's file, not over the default one of another run at this commit
+        name = args.results.name
+        name = name.replace("bench_vs_trl", "flop_floor") if "bench_vs_trl" in name else f"{args.results.stem}-flop_floor.json"
+        floor.append(f"--results={args.results.with_name(name)}")
     floor_env = {k: env_extra[k] for k in ("OMP_NUM_THREADS", "PYTHONPATH", "R1LIT_CACHE_DIR") if k in env_extra}
     print(f"\nFLOP floor of the measured workload (median completion length and decode steps of the runs above):\n"
           f"  {shell(floor_env, floor)}", flush=True)
