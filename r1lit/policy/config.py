@@ -18,7 +18,9 @@ class PolicyConfig:
     checkpoint's own dtype."""
     attn_implementation: str | None = None
     """transformers' attention kernel (``sdpa``, ``eager``, ``flash_attention_2`` where installed); None =
-    transformers' default."""
+    transformers' default. On a CPU under bf16-mixed with short rows, ``eager`` is faster (its matmuls run in bf16;
+    the CPU SDPA kernel does not gain from bf16) but keeps each layer's [rows, heads, L, L] probabilities for
+    backward (docs/benchmarks.md, "Attention kernels on CPU")."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
     disable_dropout: bool = True
