@@ -46,7 +46,6 @@ from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import configure_deepspeed, is_deepspeed
 from r1lit.training.distributed import gather_uneven
-from r1lit.training.host_memory import keep_freed_host_memory
 from r1lit.training.nonfinite import NonFiniteGuard
 from r1lit.training.optim import CosineWithWarmup, default_optimizer
 from r1lit.training.seeds import validation_seed
@@ -173,8 +172,6 @@ class GRPOModule(L.LightningModule):
             raise ConfigError(f"model.engine {type(self.engine).__name__} is started and synced by the VLLMEngineCallback: "
                               "the r1lit command adds it; a Trainer built in Python needs callbacks=[VLLMEngineCallback()]")
         self.engine.bind(self.policy, self.tokenizer)
-        if self.trainer.strategy.root_device.type == "cpu":
-            keep_freed_host_memory()  # a CPU step's large tensors reuse freed memory instead of faulting in new pages
         if self.producer.one_step_off is not None and not getattr(datamodule, "lookahead", False):
             raise ConfigError("model.async_generation needs each batch's successor from the data: use MathDataModule "
                               "with lookahead=True (the r1lit command sets it from model.async_generation)")

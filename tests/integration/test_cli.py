@@ -184,6 +184,18 @@ def test_training_health_is_added_once_and_a_listed_one_keeps_its_settings(tmp_p
     assert health.stop_on == (("truncated",) if listed else ("frozen_engine",))
 
 
+@pytest.mark.parametrize("listed", [False, True])
+def test_host_memory_callback_is_added_once_and_a_listed_one_can_turn_it_off(tmp_path, tiny_model_dir, listed):
+    from r1lit.callbacks import KeepFreedHostMemory
+
+    config = tiny_config(tmp_path, tiny_model_dir)
+    if listed:
+        config["trainer"]["callbacks"].append({"class_path": "KeepFreedHostMemory", "init_args": {"enabled": False}})
+    cli = R1LitCLI(GRPOModule, MathDataModule, run=False, args=["--config", str(write_config(tmp_path, config))])
+    (keep,) = [c for c in cli.trainer.callbacks if isinstance(c, KeepFreedHostMemory)]
+    assert keep.enabled is not listed
+
+
 @pytest.mark.parametrize("name", ["qwen0.5b.yaml", "qwen1.5b.yaml", "qwen1.5b-multinode.yaml"])
 def test_recipes_find_their_deepspeed_json_from_any_working_directory(name, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

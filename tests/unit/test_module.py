@@ -68,17 +68,6 @@ def test_mu_two_takes_two_steps_and_its_first_equals_mu_one(tiny_model_dir):
     assert any(not torch.allclose(two.grads[1][n], g) for n, g in two.grads[0].items())
 
 
-def test_a_cpu_fit_keeps_freed_host_memory(tiny_model_dir, monkeypatch):
-    """On the CPU the module's setup turns on ``keep_freed_host_memory`` (tests/unit/training/test_host_memory.py
-    shows what it does), once per fit."""
-    import r1lit.module
-
-    calls = []
-    monkeypatch.setattr(r1lit.module, "keep_freed_host_memory", lambda: calls.append(1) or True)
-    fit_one_batch(tiny_model_dir)
-    assert calls == [1]
-
-
 def test_logprobs_under_left_padding_equal_unpadded_forward(tiny_model_dir):
     """Guards position ids: a left-padded prompt must score its completion as it would alone."""
     module = GRPOModule(str(tiny_model_dir), rewards=[LengthReward()], num_generations=2, sampling=SamplingConfig(temperature=0.8))
