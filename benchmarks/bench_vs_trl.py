@@ -97,13 +97,15 @@ def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
 
 
 def r1lit_config(w: Workload, problems: Path, logs: Path) -> dict:
-    """The ``r1lit fit`` config of the workload: everything else is r1lit's default."""
+    """The ``r1lit fit`` config of the workload: everything else is r1lit's default, plus the opt-in
+    ``KeepFreedHostMemory`` callback (glibc keeps freed memory: a CPU step without page faults on large tensors)."""
     return {
         "seed_everything": w.seed,
         "trainer": {
             "accelerator": "cpu", "devices": 1, "max_steps": w.steps, "log_every_n_steps": 1,
             "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_checkpointing": False,
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(logs)}},
+            "callbacks": [{"class_path": "KeepFreedHostMemory"}],
         },
         "model": {
             "model_name_or_path": "embedded:smollm2-135m-instruct",

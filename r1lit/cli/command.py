@@ -26,7 +26,7 @@ import r1lit.training.optim  # noqa: F401
 import r1lit.rewards  # noqa: F401
 import r1lit.rollout  # noqa: F401
 import r1lit.eval.pass_at_k  # noqa: F401
-from r1lit.callbacks import GracefulStop, KeepFreedHostMemory, StepProgressBar, TrainingHealth, VLLMEngineCallback
+from r1lit.callbacks import GracefulStop, StepProgressBar, TrainingHealth, VLLMEngineCallback
 from r1lit.training.checkpoints import AtomicCheckpointIO
 from r1lit.cli.checks import check_combinations
 from r1lit.data import MathDataModule
@@ -79,9 +79,8 @@ class R1LitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """Adds what the config implies: the ``VLLMEngineCallback`` that runs a vLLM ``model.engine``, and what
-        it leaves out of fault tolerance, speed and display: ``GracefulStop``, ``TrainingHealth``,
-        ``KeepFreedHostMemory``, atomic checkpoint writes, the step bar. A callback the config lists itself keeps its
-        settings and is not added twice."""
+        it leaves out of fault tolerance and display: ``GracefulStop``, ``TrainingHealth``, atomic checkpoint writes,
+        the step bar. A callback the config lists itself keeps its settings and is not added twice."""
         trainer = self._get(self.config_init, "trainer", default={})
         callbacks, plugins = _as_list(trainer.get("callbacks")), _as_list(trainer.get("plugins"))
         first, added = [], []
@@ -92,8 +91,6 @@ class R1LitCLI(LightningCLI):
             added.append(GracefulStop())
         if not any(isinstance(c, TrainingHealth) for c in callbacks):
             added.append(TrainingHealth())  # names the fix when a run stops learning; stops on a frozen engine
-        if not any(isinstance(c, KeepFreedHostMemory) for c in callbacks):
-            added.append(KeepFreedHostMemory())  # CPU fits: large tensors reuse freed memory (no page faults)
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             added.append(StepProgressBar())  # steps of max_steps, not batches of an epoch
         if first or added:
