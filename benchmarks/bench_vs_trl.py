@@ -247,6 +247,8 @@ def main() -> None:
     parser.add_argument("--r1lit", default=str(Path(sys.executable).parent / "r1lit"), help="r1lit's console script")
     parser.add_argument("--sample-interval", type=float, default=0.2, help="seconds between RSS samples")
     parser.add_argument("--no-floor", action="store_true", help="skip benchmarks/flop_floor.py at the end")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="r1lit without the KeepFreedHostMemory callback (glibc's default allocator settings)")
     parser.add_argument("--results", type=Path, default=None,
                         help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_vs_trl.json; "
                              "none with --smoke)")
@@ -275,7 +277,10 @@ def main() -> None:
     workload.write_text(json.dumps({**asdict(w), "model": model, "problems": str(problems),
                                     "system_prompt": R1_ZERO_SYSTEM_PROMPT}, indent=1))
     config = work / "r1lit.yaml"
-    config.write_text(yaml.safe_dump(r1lit_config(w, problems, work / "r1lit"), sort_keys=False))
+    r1lit_yaml = r1lit_config(w, problems, work / "r1lit")
+    if args.glibc_default:
+        r1lit_yaml["trainer"].pop("callbacks")
+    config.write_text(yaml.safe_dump(r1lit_yaml, sort_keys=False))
 
     env_extra = {"OMP_NUM_THREADS": str(w.threads), "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
                  "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
