@@ -9,13 +9,12 @@ from r1lit.training.host_memory import keep_freed_host_memory
 
 class KeepFreedHostMemory(L.Callback):
     """When the trainer runs on the CPU, tells glibc to keep freed memory for reuse (``keep_freed_host_memory``):
-    each step's large tensors (a chunk's logits, the embedding's bf16 copy and its gradient) then cost no page faults.
-    On ``bench_vs_trl``'s workload the optimisation phase is about 30 % faster and peak RSS up to ~0.5 GiB higher:
-    docs/benchmarks.md, "Host memory on CPU". Opt-in: list it under ``trainer.callbacks``. What it trades: a freed
-    block stays in the heap, and glibc cannot hand the same hole to the next block of the same size (an aligned
-    request asks for a little more), so a process that keeps allocating one size with other allocations in between
-    grows its heap (tests/unit/training/test_host_memory.py shows the pattern); only 8-step fits were measured.
-    GPU runs are left alone."""
+    each step's large tensors (a chunk's logits, the embedding's bf16 copy and its gradient) then cost no page faults,
+    and a CPU step is faster. Opt-in, for short runs and measurements: a freed block stays in the heap, and glibc
+    cannot hand its hole to the next block of the same size (an aligned request asks for a little more), so a process
+    that keeps allocating one size with other allocations in between grows its heap with the run
+    (tests/unit/training/test_host_memory.py shows the pattern; speed and peak RSS over 8 and 40 steps:
+    docs/benchmarks.md, "Host memory on CPU"). GPU runs are left alone."""
 
     def __init__(self, enabled: bool = True):
         """
