@@ -3,10 +3,10 @@
 glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and gives it back with
 ``munmap`` when freed, so the next tensor of that size is faulted in again page by page. A CPU training step makes
 such tensors dozens of times: a chunk's float32 logits ([256, 49,152] is 48 MiB), the bfloat16 copy autocast makes
-of a tied 49,152 × 576 embedding, that embedding's gradient. Each costs as much as several passes over it
-(docs/benchmarks.md, "Host memory"). ``mallopt(3)`` with ``M_MMAP_MAX = 0`` serves them from the heap instead, and a
-high ``M_TRIM_THRESHOLD`` keeps the heap's freed top for the next step: the process holds its high-water mark
-instead of returning memory between steps, which a training process reaches again every step anyway.
+of a tied 49,152 × 576 embedding, that embedding's gradient. ``mallopt(3)`` with ``M_MMAP_MAX = 0`` serves them from
+the heap instead, and a high ``M_TRIM_THRESHOLD`` keeps the heap's freed top for the next step. The cost: the heap
+only grows, and a freed hole is a little too small for the next aligned block of its size, so the peak RSS grows
+with the run (docs/benchmarks.md, "Host memory on CPU"); ``KeepFreedHostMemory`` makes it a per-run choice.
 """
 
 from __future__ import annotations
