@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (fp32 weights), as bf16-mixed trains")
     parser.add_argument("--attn-implementation", default=None, help="transformers' attention kernel (sdpa, eager)")
     parser.add_argument("--keep-host-memory", action="store_true",
-                        help="what a CPU fit does (r1lit/training/host_memory.py): glibc keeps freed memory for reuse")
+                        help="what the KeepFreedHostMemory callback does on a CPU fit: glibc keeps freed memory")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", type=Path, default=None,

@@ -96,16 +96,17 @@ def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
     return records
 
 
-def r1lit_config(w: Workload, problems: Path, logs: Path) -> dict:
-    """The ``r1lit fit`` config of the workload: everything else is r1lit's default, plus the opt-in
-    ``KeepFreedHostMemory`` callback (glibc keeps freed memory: a CPU step without page faults on large tensors)."""
+def r1lit_config(w: Workload, problems: Path, logs: Path, keep_host_memory: bool = True) -> dict:
+    """The ``r1lit fit`` config of the workload: everything else is r1lit's default, plus (``keep_host_memory``) the
+    opt-in ``KeepFreedHostMemory`` callback (glibc keeps freed memory: a CPU step without page faults on large
+    tensors)."""
     return {
         "seed_everything": w.seed,
         "trainer": {
             "accelerator": "cpu", "devices": 1, "max_steps": w.steps, "log_every_n_steps": 1,
             "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_checkpointing": False,
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(logs)}},
-            "callbacks": [{"class_path": "KeepFreedHostMemory"}],
+            "callbacks": [{"class_path": "KeepFreedHostMemory"}] if keep_host_memory else [],
         },
         "model": {
             "model_name_or_path": "embedded:smollm2-135m-instruct",
@@ -277,10 +278,7 @@ def main() -> None:
     workload.write_text(json.dumps({**asdict(w), "model": model, "problems": str(problems),
                                     "system_prompt": R1_ZERO_SYSTEM_PROMPT}, indent=1))
     config = work / "r1lit.yaml"
-    r1lit_yaml = r1lit_config(w, problems, work / "r1lit")
-    if args.glibc_default:
-        r1lit_yaml["trainer"].pop("callbacks")
-    config.write_text(yaml.safe_dump(r1lit_yaml, sort_keys=False))
+    config.write_text(yaml.safe_dump(r1lit_config(w, problems, work / "r1lit", not args.glibc_default), sort_keys=False))
 
     env_extra = {"OMP_NUM_THREADS": str(w.threads), "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
                  "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

@@ -25,3 +25,12 @@ def test_r1lit_step_includes_the_vllm_weight_push(tmp_path):
     assert logged["time/weight_push"] == [0.25, 0.5]
     assert logged["time/optimise"] == [6.5, 5.5, 4.5]
     assert logged["completions/mean_length"] == [50.0, 40.0, 30.0]
+
+
+def test_r1lit_config_lists_keep_freed_host_memory_unless_glibc_default(tmp_path):
+    """The runs of docs/benchmarks.md list the opt-in callback; ``--glibc-default`` leaves it out."""
+    w = bench.Workload()
+    kept = bench.r1lit_config(w, tmp_path / "problems.jsonl", tmp_path / "logs")
+    default = bench.r1lit_config(w, tmp_path / "problems.jsonl", tmp_path / "logs", keep_host_memory=False)
+    assert kept["trainer"]["callbacks"] == [{"class_path": "KeepFreedHostMemory"}]
+    assert default["trainer"]["callbacks"] == []
