@@ -82,9 +82,13 @@ SETTINGS = {  # extra arguments of each implementation's command
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],
                     "r1lit": [*(a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a),
                               "--model.policy.attn_implementation=eager", "--model.engine.enforce_eager=false"]}
+# fast with vLLM's model eager: run beside fast (--settings fast fast_eager --only r1lit) for the compile's share
+SETTINGS["fast_eager"] = {"trl": SETTINGS["fast"]["trl"],
+                          "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "enforce_eager" not in a]}
 DESCRIBE = {"best": "bf16 autocast + gradient checkpointing", "fp32": "fp32, no checkpointing",
             "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate",
-            "fast": "r1lit: bf16 autocast + vLLM compiled, no checkpointing, eager attention; TRL: best"}
+            "fast": "r1lit: bf16 autocast + vLLM compiled, no checkpointing, eager attention; TRL: best",
+            "fast_eager": "fast with vLLM's model eager (enforce_eager, r1lit's default)"}
 
 
 def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
