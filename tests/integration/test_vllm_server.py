@@ -160,6 +160,20 @@ def test_resume_resyncs_the_process_engine(tmp_path, model_dir):
     assert_engine_gone(run_dir)
 
 
+def test_compiled_server_engine_samples_with_every_pushed_update(tmp_path, model_dir):
+    """The Qwen recipes' engine kind: vLLM in its own process with its model compiled (``enforce_eager: false``;
+    inductor on this CPU build, CUDA graphs on a GPU). Every push must reach the compiled model: steps 2 and 3 sample
+    with weights pushed after steps 1 and 2, and their log-probs match the trainer's."""
+    done = fit(tmp_path, server_config(tmp_path, model_dir, steps=3, enforce_eager=False), timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    log = "\n".join(p.read_text(errors="replace") for p in run_dir.rglob("vllm_server.log"))
+    assert "enforce_eager=False" in log, log[-2000:]  # the server was not started with --enforce-eager
+    diffs = scalars(run_dir)["sampling/logp_diff/max"]
+    assert len(diffs) == 3 and max(diffs) < 1e-4, diffs
+    assert_engine_gone(run_dir)
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_engine_process_ends_with_a_stopped_or_killed_trainer(tmp_path, model_dir, how):
     """SIGTERM: the graceful stop ends the fit and teardown stops the engine. SIGKILL: nothing in the trainer
