@@ -84,6 +84,10 @@ def _parse_error(text: str, argv: list[str]) -> str:
     given = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.*)", text)
     if given:
         class_path, why = given[1], given[2].strip()
+        inner = re.match(r'Parser key "([^"]+)":$', why)  # a wrong value of one of the class's arguments: its reason follows
+        if inner:
+            reason = next((ln.strip(" -") for ln in text[given.end():].splitlines() if ln.strip()), "")
+            why = f"{inner[1]}: {reason}" if reason else why
         option = re.match(r"Option '([^']+)' is not accepted", why) or re.match(r'No action for key "([^"]+)"', why)
         if option:
             return _unknown_argument(class_path, option[1], key, argv)

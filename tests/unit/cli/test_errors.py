@@ -38,6 +38,14 @@ def test_a_parse_error_without_a_class_names_the_key(capsys, tmp_path, tiny_mode
     assert line.startswith("r1lit: error: trainer.max_steps: ") and "many" in line
 
 
+def test_a_wrong_value_of_a_component_argument_says_what_was_expected(capsys, tmp_path, tiny_model_dir):
+    config = tiny_config(tmp_path, tiny_model_dir)
+    config["model"]["engine"] = {"class_path": "VLLMServerEngine", "init_args": {"enforce_eager": "maybe"}}
+    line = first_error_line(capsys, tmp_path, config)
+    assert line.startswith("r1lit: error: model.engine: r1lit.rollout.VLLMServerEngine: enforce_eager: "), line
+    assert "bool" in line and "maybe" in line, line
+
+
 @pytest.mark.parametrize("old, value, new", [
     ("importance_sampling", {"class_path": "ImportanceSampling"}, "model.loss.init_args.importance_sampling"),
     ("entropy_coef", 0.1, "model.loss.init_args.entropy.coef"),
