@@ -1,7 +1,7 @@
 """Side by side with TRL: TRL's GRPOTrainer and ``r1lit fit`` on one workload, alternating, in one invocation.
 
     make install trl-env      # r1lit's .venv and TRL's own .venv-trl (TRL is never a dependency of r1lit)
-    .venv/bin/python benchmarks/bench_vs_trl.py [--steps 8] [--repeats 2] [--only trl|r1lit] [--settings best fp32]
+    .venv/bin/python benchmarks/bench_vs_trl.py [--steps 8] [--repeats 2] [--only trl|r1lit] [--settings best fp32 vllm fast]
     .venv/bin/python benchmarks/bench_vs_trl.py --smoke    # 2 steps, 2 prompts × 2 samples, 8 tokens: checks the wiring
 
 The workload (the issue's): SmolLM2-135M-Instruct (the embedded model, fp32 weights); 64 problems "What is A ± B?"
@@ -14,7 +14,10 @@ per step in both.
 
 Settings: ``best`` = bf16 autocast + gradient checkpointing in both (fp32 weights); ``fp32`` = no autocast, no
 checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + checkpointing, so its fp32 run sets
-``bf16=False, gradient_checkpointing=False`` explicitly. Runs go TRL, r1lit, TRL, r1lit … per setting and repeat.
+``bf16=False, gradient_checkpointing=False`` explicitly; ``vllm`` = best, r1lit generating with its vLLM CPU engine;
+``fast`` = r1lit's fastest (vLLM compiled, no checkpointing, eager attention) against TRL's best; ``fast_eager`` =
+fast with vLLM's model eager, for an A/B of the compile (not run unless named: ``--settings fast fast_eager --only
+r1lit``). Runs go TRL, r1lit, TRL, r1lit … per setting and repeat.
 
 Per step: TRL's time from a TrainerCallback (on_step_begin → on_step_end: generation, rewards, reference forward,
 policy forward/backward, optimizer step); r1lit's logged ``step_time`` (training_step: the same stages; manual
@@ -78,7 +81,8 @@ SETTINGS = {  # extra arguments of each implementation's command
 }
 # r1lit's fastest here: vllm without checkpointing (more memory), eager attention (on CPU the SDPA kernel takes
 # twice as long as eager's bf16 matmuls at these short rows: docs/benchmarks.md, "Attention kernels on CPU") and
-# vLLM's model compiled (generation ~20 % faster, ~50 s more at the engine's start, outside the timed steps)
+# vLLM's model compiled (less generation time for ~40 s more at the engine's start, outside the timed steps:
+# docs/benchmarks.md, "2026-12-04, fast with vLLM compiled")
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],
                     "r1lit": [*(a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a),
                               "--model.policy.attn_implementation=eager", "--model.engine.enforce_eager=false"]}
@@ -246,7 +250,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 8; 2 with --smoke)")
     parser.add_argument("--repeats", type=int, default=2, help="how many times each pair runs (TRL, r1lit, TRL, r1lit …)")
     parser.add_argument("--only", choices=["trl", "r1lit"], default=None, help="run one implementation only")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
+                        default=[name for name in SETTINGS if name != "fast_eager"])
     parser.add_argument("--smoke", action="store_true", help="2 steps, 2 prompts × 2 samples, 8 tokens, 1 repeat")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench_vs_trl")
     parser.add_argument("--trl-python", default=str(ROOT / ".venv-trl" / "bin" / "python"), help="from `make trl-env`")

@@ -164,13 +164,20 @@ def test_compiled_server_engine_samples_with_every_pushed_update(tmp_path, model
     """The Qwen recipes' engine kind: vLLM in its own process with its model compiled (``enforce_eager: false``;
     inductor on this CPU build, CUDA graphs on a GPU). Every push must reach the compiled model: steps 2 and 3 sample
     with weights pushed after steps 1 and 2, and their log-probs match the trainer's."""
-    done = fit(tmp_path, server_config(tmp_path, model_dir, steps=3, enforce_eager=False), timeout=900)
+    config = server_config(tmp_path, model_dir, steps=3, enforce_eager=False)
+    config["model"]["optimizer"]["init_args"]["lr"] = 5e-3  # moves the weights far enough to tell them apart
+    config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
+                                           "init_args": {"path": str(tmp_path / "sampled")}})
+    done = fit(tmp_path, config, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     run_dir = tmp_path / "runs" / "tiny" / "run"
     log = "\n".join(p.read_text(errors="replace") for p in run_dir.rglob("vllm_server.log"))
-    assert "enforce_eager=False" in log, log[-2000:]  # the server was not started with --enforce-eager
-    diffs = scalars(run_dir)["sampling/logp_diff/max"]
-    assert len(diffs) == 3 and max(diffs) < 1e-4, diffs
+    assert "enforce_eager=False" in log and "'backend': 'inductor'" in log, log[-2000:]  # compiled, not eager
+    steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank0").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert steps[0]["current"] < 1e-4
+    for step in steps[1:]:  # sampled with the weights pushed after the last update, not those before it
+        assert step["current"] < 1e-4 < step["previous"], step
     assert_engine_gone(run_dir)
 
 

