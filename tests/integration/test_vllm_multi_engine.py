@@ -6,7 +6,6 @@ checks that no engine or trainer process is left."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import KV_BYTES, SUBPROCESS_ENV, fit_command, hashes, scalars
-from test_vllm_server import alive, assert_engine_gone, engine_pids, fit, server_config, write
+from test_vllm_server import alive, assert_engine_gone, engine_pids, fit, sampled_steps, server_config, write
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -86,7 +85,7 @@ def test_two_nodes_each_start_an_engine_generate_on_it_and_push_into_it(tmp_path
     run_dir = tmp_path / "runs" / "tiny" / "run"
     assert sorted(p.name for p in run_dir.glob("vllm_server*.log")) == ["vllm_server_node0.log", "vllm_server_node1.log"]
     for rank in (0, 1):  # rank r is node r: its rollout came from engine r
-        steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+        steps = sampled_steps(tmp_path, rank)
         assert [s["step"] for s in steps] == [1, 2, 3]
         assert max(s["current"] for s in steps) < 1e-4, (rank, steps)
     assert hashes(tmp_path / "params", 0) == hashes(tmp_path / "params", 1)
@@ -180,7 +179,7 @@ def test_two_nodes_attach_to_one_server_each_by_a_list_of_urls(tmp_path, model_d
         codes = wait_all(procs, timeout=600)
         assert codes == [0, 0], (codes, stderr(tmp_path, 0)[-3000:], stderr(tmp_path, 1)[-3000:])
         for rank in (0, 1):
-            steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+            steps = sampled_steps(tmp_path, rank)
             assert [s["step"] for s in steps] == [1, 2] and max(s["current"] for s in steps) < 1e-4, (rank, steps)
         assert all(server.proc.poll() is None for server in servers)  # attached: never stopped by the trainer
         for node, server in enumerate(servers):  # each server took its node's pushes (vLLM logs each cache reset)

@@ -60,6 +60,21 @@ def fit(tmp_path: Path, config: dict, *extra: str, timeout: int = 600) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
+def record_sampler_weights(tmp_path: Path, config: dict) -> dict:
+    """Train at lr 5e-3 (far enough to tell one update's weights from the next) with ``SamplerWeightsRecorder``:
+    which weights sampled each step's rollout (``sampled_steps``)."""
+    config["model"]["optimizer"]["init_args"]["lr"] = 5e-3
+    config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
+                                           "init_args": {"path": str(tmp_path / "sampled")}})
+    return config
+
+
+def sampled_steps(tmp_path: Path, rank: int = 0) -> list[dict]:
+    """``SamplerWeightsRecorder``'s lines for one rank: step, and the sampler's gap to the weights before this update
+    (``current``) and before the previous one (``previous``)."""
+    return [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+
+
 def engine_pids(run_dir: Path, pattern: str = "vllm_server.log") -> set[int]:
     """Every process id the server logs matching ``pattern`` name (vLLM's API server and its engine core)."""
     return {int(p) for log in run_dir.glob(pattern) for p in re.findall(r"pid=(\d+)\)", log.read_text(errors="replace"))}
@@ -129,16 +144,13 @@ def test_one_step_off_on_two_ranks_samples_each_rollout_with_the_weights_one_upd
     """async_generation on the real process engine, 2 ranks: step k ≥ 1 trains on a rollout whose sampler log-probs
     are those of the weights before step k − 1 (fp32: within 1e-4), not those before step k; a push waits for
     both ranks' generation in flight; staleness 1 is logged; no engine process is left."""
-    config = server_config(tmp_path, model_dir, steps=3, devices=2)
+    config = record_sampler_weights(tmp_path, server_config(tmp_path, model_dir, steps=3, devices=2))
     config["model"]["async_generation"] = True
-    config["model"]["optimizer"]["init_args"]["lr"] = 5e-3  # moves the weights far enough to tell them apart
-    config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
-                                           "init_args": {"path": str(tmp_path / "sampled")}})
     done = fit(tmp_path, config, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     run_dir = tmp_path / "runs" / "tiny" / "run"
     for rank in (0, 1):
-        steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank{rank}").read_text().splitlines()]
+        steps = sampled_steps(tmp_path, rank)
         assert [s["step"] for s in steps] == [1, 2, 3]  # global_step after each update
         assert steps[0]["current"] < 1e-4  # the first rollout is generated in the foreground
         for step in steps[1:]:
@@ -164,16 +176,13 @@ def test_compiled_server_engine_samples_with_every_pushed_update(tmp_path, model
     """The Qwen recipes' engine kind: vLLM in its own process with its model compiled (``enforce_eager: false``;
     inductor on this CPU build, CUDA graphs on a GPU). Every push must reach the compiled model: steps 2 and 3 sample
     with weights pushed after steps 1 and 2, and their log-probs match the trainer's."""
-    config = server_config(tmp_path, model_dir, steps=3, enforce_eager=False)
-    config["model"]["optimizer"]["init_args"]["lr"] = 5e-3  # moves the weights far enough to tell them apart
-    config["trainer"]["callbacks"].append({"class_path": "recorders.SamplerWeightsRecorder",
-                                           "init_args": {"path": str(tmp_path / "sampled")}})
+    config = record_sampler_weights(tmp_path, server_config(tmp_path, model_dir, steps=3, enforce_eager=False))
     done = fit(tmp_path, config, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     run_dir = tmp_path / "runs" / "tiny" / "run"
     log = "\n".join(p.read_text(errors="replace") for p in run_dir.rglob("vllm_server.log"))
     assert "enforce_eager=False" in log and "'backend': 'inductor'" in log, log[-2000:]  # compiled, not eager
-    steps = [json.loads(line) for line in Path(f"{tmp_path / 'sampled'}.rank0").read_text().splitlines()]
+    steps = sampled_steps(tmp_path)
     assert [s["step"] for s in steps] == [1, 2, 3]
     assert steps[0]["current"] < 1e-4
     for step in steps[1:]:  # sampled with the weights pushed after the last update, not those before it
