@@ -31,6 +31,7 @@ from r1lit.grpo.groups import scored_groups
 from r1lit.grpo.losses import GRPOLoss
 from r1lit.grpo.metrics import as_tensors, optimise_metrics, rollout_metrics
 from r1lit.grpo.optimise import PolicyUpdate, check_batch_layout
+from r1lit.policy.compile import check_compile_zero_stage, compile_decoder_layers
 from r1lit.policy.config import PolicyConfig
 from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
 from r1lit.policy.logprobs import CompletionLogprobs
@@ -44,7 +45,7 @@ from r1lit.rollout.engine import RolloutEngine, engine_failure
 from r1lit.rollout.hf import HFEngine
 from r1lit.rollout.types import Rollout, SamplingConfig
 from r1lit.rollout.vllm.base import VLLMSettings
-from r1lit.training.deepspeed import configure_deepspeed, is_deepspeed
+from r1lit.training.deepspeed import configure_deepspeed, is_deepspeed, zero_stage
 from r1lit.training.distributed import gather_uneven
 from r1lit.training.nonfinite import NonFiniteGuard
 from r1lit.training.optim import CosineWithWarmup, default_optimizer
@@ -151,6 +152,9 @@ class GRPOModule(L.LightningModule):
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # The reference is kept out of the module's children: it is neither trained nor saved in checkpoints.
         self._ref = [copy.deepcopy(self.policy).eval().requires_grad_(False)] if self.loss.beta > 0 else []
+        if policy.compile_layers:
+            for model in (self.policy, *self._ref):
+                compile_decoder_layers(model)
         # Running totals over all ranks, kept in checkpoints: completions generated (what callbacks call "samples
         # seen") and prompt + completion tokens processed (TRL's ``num_tokens``).
         self.samples_seen, self.num_tokens = 0, 0
@@ -165,6 +169,8 @@ class GRPOModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "batch_size"):
             check_batch_layout(datamodule.batch_size, self.num_generations, self.micro_batch_size)
+        if self.policy_config.compile_layers:
+            check_compile_zero_stage(zero_stage(self.trainer))
         if is_deepspeed(self.trainer.strategy):  # before the strategy builds the engine from its config
             configure_deepspeed(self.trainer.strategy, self.hparams.max_grad_norm, self.micro_batch_size)
         if isinstance(self.engine, VLLMSettings) and not any(getattr(c, "engine", None) is self.engine

@@ -35,6 +35,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from r1lit.policy.compile import eager_layers
 from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, full_logprobs, head_logprobs, lm_parts
 
 # attention implementations that take a custom 4-D mask: bool for sdpa, additive for eager
@@ -275,8 +276,8 @@ class SharedPrefixLogprobs:
         attention = torch.tensor([[0, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1], [1] * 7], device=device)
         was_training = model.training
         model.eval()
-        try:
-            with torch.autocast(device.type, enabled=False):
+        try:  # compiled layers (compile_layers) run their plain code: the probe's shapes would add compiles
+            with torch.autocast(device.type, enabled=False), eager_layers():
                 mine, _ = self._packed(model, pack(ids, attention, 3, 3, row_tokens=64), 3, 3, "none")
                 theirs, _ = self.unshared(model, ids, attention, 3, 3)
         except (RuntimeError, TypeError, ValueError) as error:

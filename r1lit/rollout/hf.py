@@ -7,6 +7,7 @@ from torch import nn
 from transformers import GenerationConfig
 
 from r1lit.errors import ConfigError
+from r1lit.policy.compile import eager_layers
 from r1lit.rollout.engine import RolloutEngine
 from r1lit.rollout.types import Rollout, SamplingConfig, assemble_rollout, left_pad
 
@@ -121,7 +122,9 @@ class HFEngine(RolloutEngine):
             model.generation_config = config
             for start in range(0, len(prompt_ids), step):
                 ids, mask = left_pad(prompt_ids[start:start + step], self.pad_id)  # [b, P]
-                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+                with eager_layers():  # a KV-cache pass: compiled layers (compile_layers) would recompile per layer
+                    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                         generation_config=config)
                 new = out.sequences[:, ids.shape[1]:]  # [b*n, c]
                 chunks.append(new.cpu())
                 if self.return_logprobs:

@@ -2,12 +2,13 @@
 ``r1lit fit`` command: accumulation equals one big batch, ranks stay identical, sharded checkpoints resume."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import fit, hashes, scalars, tiny_config, write_config
+from helpers import SUBPROCESS_ENV, fit, fit_command, hashes, scalars, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.deepspeed]
 
@@ -59,6 +60,33 @@ def test_zero2_four_micro_batches_equal_one_big_batch(tmp_path, tiny_model_dir):
     # boundary management only the last micro-batch counts and the gradient norm alone is off by 3x.
     worst = max(float((big[k] - small[k]).detach().abs().max()) for k in big)
     assert worst <= 1e-2 * 1e-3, f"weights differ by up to {worst}"
+
+
+def test_zero2_with_compiled_layers_takes_the_eager_step_and_zero3_is_refused(tmp_path, tiny_model_dir):
+    """ZeRO-2 with the decoder layers compiled (``model.policy.compile_layers``): one step gives the eager layers'
+    gradient norm and weights (within the fusion's fp32 noise; tolerance as above). ZeRO-3 with them stops before
+    the first step with the fix."""
+    runs = {}
+    for compiled in (False, True):
+        run = f"compiled_{compiled}"
+        config = ds_config(tmp_path, tiny_model_dir, run, **{
+            "trainer.max_steps": 1, "model.micro_batch_size": 4,
+            "model.policy": {"compile_layers": compiled, "attn_implementation": "eager"}})
+        fit(config)
+        run_dir = tmp_path / run / "runs" / "tiny" / "version_0"
+        runs[compiled] = (scalars(run_dir)["grad_norm"][0], zero_weights(run_dir / "checkpoints" / "last.ckpt"))
+    (norm_eager, eager), (norm_compiled, compiled) = runs[False], runs[True]
+    assert norm_eager > 0 and norm_compiled == pytest.approx(norm_eager, rel=1e-4)
+    worst = max(float((eager[k] - compiled[k]).detach().abs().max()) for k in eager)
+    assert worst <= 1e-2 * 1e-3, f"weights differ by up to {worst}"
+
+    config = ds_config(tmp_path, tiny_model_dir, "zero3_compiled", stage=3,
+                       **{"trainer.max_steps": 1, "model.policy": {"compile_layers": True}})
+    refused = subprocess.run(fit_command(config), cwd=config.parent, env=SUBPROCESS_ENV, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode != 0
+    assert "compile_layers is not supported with DeepSpeed ZeRO stage 3" in refused.stderr
+    assert not (tmp_path / "zero3_compiled" / "runs" / "tiny" / "version_0" / "checkpoints").exists()
 
 
 def _assert_ranks_identical(folder: Path, steps: list[int]) -> None:

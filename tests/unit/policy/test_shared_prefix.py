@@ -313,10 +313,11 @@ def test_unsupported_models_are_named_with_the_fix(tiny_model_dir):
         SharedPrefixLogprobs(1.0, row_tokens=0)
 
 
-def _fit(model_dir, shared: bool, steps: int = 3):
+def _fit(model_dir, shared: bool, steps: int = 3, policy=None):
     """Three GRPO steps of the tiny model (HF engine, 3 problems × G = 4, micro-batches of 3 rows so groups straddle
     micro-batches and leave groups of one, KL to the reference, μ = 2), the trainer's scorer swapped in as the lead
-    would swap it. Returns each optimizer step's gradients and each step's logged metrics."""
+    would swap it; ``policy``: a PolicyConfig. Returns each optimizer step's gradients and each step's logged
+    metrics."""
     import lightning as L
 
     from custom_rewards import LengthReward
@@ -340,7 +341,8 @@ def _fit(model_dir, shared: bool, steps: int = 3):
     L.seed_everything(0)
     module = GRPOModule(str(model_dir), rewards=[LengthReward()], loss=GRPOLoss(beta=0.1),
                         sampling=SamplingConfig(max_tokens=12, temperature=0.9), num_generations=4,
-                        micro_batch_size=3, num_iterations=2, max_grad_norm=None, optimizer=adamw(1e-3))
+                        micro_batch_size=3, num_iterations=2, max_grad_norm=None, optimizer=adamw(1e-3),
+                        **({"policy": policy} if policy is not None else {}))
     if shared:
         module.completion_logprobs = SharedPrefixLogprobs(0.9, chunk_tokens=module.completion_logprobs.chunk_tokens)
     data = MathDataModule(ArithmeticSource(num_problems=16), tokenizer=str(model_dir), batch_size=3, check_gold=False)
