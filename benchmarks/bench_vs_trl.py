@@ -300,8 +300,9 @@ def main() -> None:
     env_extra = {"OMP_NUM_THREADS": str(w.threads), "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
                  "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                  "VLLM_CPU_OMP_THREADS_BIND": "nobind"}  # vLLM's CPU worker would pin the trainer to one core
-    if "R1LIT_CACHE_DIR" in os.environ:
-        env_extra["R1LIT_CACHE_DIR"] = os.environ["R1LIT_CACHE_DIR"]
+    for name in ("R1LIT_CACHE_DIR", "THP_MEM_ALLOC_ENABLE"):  # passed on and written into each run's command
+        if name in os.environ:
+            env_extra[name] = os.environ[name]
     env = {**os.environ, **env_extra}
 
     def command(impl: str, setting: str, label: str) -> list[str]:

@@ -1,6 +1,8 @@
-"""glibc keeps freed host memory: a large tensor comes from the heap instead of its own mmap, and the heap only grows."""
+"""Host memory on CPU: torch backs large tensors with huge pages under the r1lit command; glibc keeps freed memory
+(a large tensor comes from the heap instead of its own mmap, and the heap only grows)."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -51,3 +53,47 @@ def test_large_tensors_come_from_the_heap_which_grows_when_one_size_repeats():
     assert out["first"]["mapped"] < 64 << 20 and out["first"]["heap"] >= 64 << 20
     assert all(later["mapped"] < 64 << 20 for later in out["later"])
     assert out["later"][-1]["heap"] > out["first"]["heap"]
+
+
+HUGE_PROBE = textwrap.dedent("""
+    import json, os
+    import r1lit.cli  # what the r1lit console script imports first
+    import torch
+
+    x = torch.ones(64 << 20, dtype=torch.uint8)  # written: every page is touched
+    with open("/proc/self/smaps") as smaps:
+        huge = sum(int(line.split()[1]) for line in smaps if line.startswith("AnonHugePages:")) << 10
+    print(json.dumps({"switch": os.environ.get("THP_MEM_ALLOC_ENABLE"), "huge": huge}))
+""")
+
+
+def _thp_mode() -> str:
+    """The kernel's THP mode: always, madvise or never (the bracketed word of the sysfs file)."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    text = path.read_text() if path.exists() else "[never]"
+    return text[text.index("[") + 1:text.index("]")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_the_r1lit_command_backs_large_tensors_with_huge_pages(user_value):
+    """Importing ``r1lit.cli`` (the console script's first import) turns torch's switch on before torch allocates,
+    so a 64 MiB tensor is backed by 2 MiB pages wherever the kernel's THP mode is ``madvise`` or ``always`` (this
+    machine: ``madvise``); a user's ``THP_MEM_ALLOC_ENABLE=0`` is kept, and under ``madvise`` then no huge page
+    backs it."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if user_value is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = user_value
+    done = subprocess.run([sys.executable, "-c", HUGE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    mode = _thp_mode()
+    if user_value is None:
+        assert out["switch"] == "1"
+        if mode in ("madvise", "always"):
+            assert out["huge"] >= 32 << 20
+    else:
+        assert out["switch"] == "0"
+        if mode == "madvise":
+            assert out["huge"] < 2 << 20
