@@ -20,7 +20,7 @@ DEFAULT = ["README.md", "docs", "benchmarks/README.md", "dev/README.md", "dev/LO
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 CODE = re.compile(r"`([^`\n]+)`")
 TOP = ("r1lit/", "configs/", "tools/", "benchmarks/", "dev/", "tests/", "docs/")
-SCRIPT = re.compile(r"\b((?:tools|benchmarks|dev)/[\w/]+\.(?:py|sh))")
+SCRIPT = re.compile(r"(?<![\w/.])((?:tools|benchmarks|dev)/[\w/]+\.(?:py|sh))")  # not inside tests/tools/…
 
 
 def slug(heading: str) -> str:
@@ -58,7 +58,7 @@ def placeholder(text: str) -> bool:
 def check_file(md: Path) -> list[str]:
     problems = []
     text = md.read_text()
-    where = md.relative_to(ROOT)
+    where = md.relative_to(ROOT) if md.is_relative_to(ROOT) else md
     for match in LINK.finditer(text):
         target = match.group(1) or match.group(2)
         if re.match(r"[a-z]+:", target):
@@ -74,8 +74,11 @@ def check_file(md: Path) -> list[str]:
         for token in code.split():
             token = token.strip("(),;:'\"")
             if token.startswith(TOP) and not placeholder(token) and "=" not in token:
-                if not (ROOT / token).exists():
+                path, _, test = token.partition("::")  # a pytest node id: the file, then a test defined in it
+                if not (ROOT / path).exists():
                     problems.append(f"{where}: `{token}`: no such path")
+                elif test and not re.search(rf"^\s*def {re.escape(test.split('[')[0])}\(", (ROOT / path).read_text(), re.M):
+                    problems.append(f"{where}: `{token}`: no such test in {path}")
         if SCRIPT.search(code) or code.startswith(("make ", "r1lit fit")):
             problems += check_command(code, where)
     for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
