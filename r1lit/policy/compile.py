@@ -10,7 +10,6 @@ cache's per-layer index would make dynamo recompile for every layer.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
