@@ -1,7 +1,6 @@
 """The ``r1lit`` command end to end on a tiny model, the shipped configs, and the errors bad input gets."""
 
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 from r1lit.cli.command import R1LitCLI, main
 from r1lit.data import MathDataModule
 from r1lit.module import GRPOModule
-from helpers import ROOT, SUBPROCESS_ENV, fit_command, scalars, tiny_config, write_config
+from helpers import ROOT, fit, scalars, tiny_config, write_config
 
 EXPECTED_TAGS = [
     "reward", "reward_std", "frac_reward_zero_std", "kl", "loss", "lr", "step_time", "grad_norm",
@@ -25,9 +24,7 @@ EXPECTED_TAGS = [
 def test_three_step_fit_through_the_console_script(tmp_path, tiny_model_dir):
     """The README's path on a tiny model: finite loss, changed weights, every promised tag, a checkpoint."""
     config = write_config(tmp_path, tiny_config(tmp_path, tiny_model_dir))
-    result = subprocess.run(fit_command(config), cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = fit(config)
     assert "Question:" in result.stdout and "--- answer 3" in result.stdout  # the seed-style group printing
 
     run_dir = tmp_path / "runs" / "tiny" / "version_0"

@@ -2,13 +2,12 @@
 and a run stopped mid-way that resumes (extra problems included) to the uninterrupted run's weights, bitwise."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import SUBPROCESS_ENV, fit_command, tiny_config, write_config
+from helpers import fit, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +36,6 @@ def ds_run_config(tmp_path: Path, model_dir: Path, run: str, devices: int = 1, s
         config["trainer"]["strategy"] = {"class_path": "lightning.pytorch.strategies.DDPStrategy",
                                          "init_args": {"process_group_backend": "gloo"}}
     return write_config(folder, config)
-
-
-def fit(config: Path, *extra: str) -> None:
-    result = subprocess.run(fit_command(config, *extra), cwd=config.parent, env=SUBPROCESS_ENV, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
 
 
 def records(folder: Path, rank: int) -> dict[int, dict]:

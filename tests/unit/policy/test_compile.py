@@ -91,11 +91,12 @@ def test_hf_generation_runs_the_compiled_layers_eager(tiny_model_dir, tiny_token
     sampling = SamplingConfig(max_tokens=10, temperature=1.0)
     out, before = [], _graphs()
     for m in (twin, model):
-        engine = HFEngine()
+        engine = HFEngine(return_logprobs=True)
         engine.bind(m, tiny_tokenizer)
         out.append(engine.generate(prompts, n=3, sampling=sampling, seed=5))
     assert _graphs() == before  # nothing compiled
     assert torch.equal(out[0].completion_ids, out[1].completion_ids)
+    assert torch.equal(out[0].sampler_logprobs, out[1].sampler_logprobs)
     assert out[0].completion_ids.numel() > 0
 
 
