@@ -54,12 +54,16 @@ test-fast: install
 GPU_WHEELS := dev/gpu/wheels
 DEEPSPEED_PIN ?= deepspeed==0.19.8
 PYDANTIC_PIN ?= pydantic==2.14.4 pydantic-core==2.50.5
+# The r1lit command (jsonargparse with LightningCLI's signature support) and the accuracy reward (math-verify),
+# pinned to what CI runs; the GPU machine has neither.
+CLI_PINS ?= jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0 math-verify==0.9.0 \
+	latex2sympy2-extended==1.11.0 antlr4-python3-runtime==4.13.2
 GPU_WHEELS_MAX_MIB ?= 60
 
 gpu-wheels:
 	rm -rf $(GPU_WHEELS)
 	$(PYTHON) -m pip download -q --no-deps -d $(GPU_WHEELS) "$(DEEPSPEED_PIN)" hjson py-cpuinfo nvidia-ml-py einops setuptools wheel \
-		annotated-types typing-inspection typing-extensions $(firstword $(PYDANTIC_PIN))
+		annotated-types typing-inspection typing-extensions $(firstword $(PYDANTIC_PIN)) $(CLI_PINS)
 	$(PYTHON) -m pip download -q --no-deps -d $(GPU_WHEELS) --only-binary=:all: --python-version 3.12 \
 		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
 		ninja msgpack psutil $(lastword $(PYDANTIC_PIN))

@@ -3,7 +3,11 @@ pass) and a no-grad forward (the reference's), each micro-batch as the trainer r
 
     .venv/bin/python benchmarks/bench_shared_prefix.py [--model embedded:smollm2-135m-instruct] [--prompts 2]
         [--generations 8] [--prompt-tokens 78] [--completion-tokens 22] [--micro-batch 16] [--bf16] [--threads 2]
-        [--attn-implementation sdpa|eager] [--keep-host-memory]
+        [--attn-implementation sdpa|eager] [--keep-host-memory] [--device cuda] [--gradient-checkpointing]
+
+``--model`` also takes a transformers config JSON (``dev/gpu/qwen2.5-0.5b-config.json``): a randomly initialised
+model of that shape, for machines with no hub (the token ids are random either way). On ``--device cuda`` each timing
+ends with a synchronise and each path's peak GPU memory is reported.
 
 The rollout: ``--prompts`` prompts of about ``--prompt-tokens`` tokens (lengths spread ±25 %, left-padded to the
 longest), ``--generations`` completions each with lengths uniform in [C/2, 3C/2] (right-padded), random token ids,
@@ -58,6 +62,8 @@ def main() -> None:
     parser.add_argument("--attn-implementation", default=None, help="transformers' attention kernel (sdpa, eager)")
     parser.add_argument("--keep-host-memory", action="store_true",
                         help="what the KeepFreedHostMemory callback does on a CPU fit: glibc keeps freed memory")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="as model.policy.gradient_checkpointing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", type=Path, default=None,
@@ -72,15 +78,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.keep_host_memory and not keep_freed_host_memory():
         sys.exit("--keep-host-memory: this C library is not glibc")
-    model = disable_dropout_in_model(load_policy(args.model, attn_implementation=args.attn_implementation))
+    device = torch.device(args.device)
+    if args.model.endswith(".json"):
+        model = random_model(Path(args.model), args.attn_implementation)
+    else:
+        model = load_policy(args.model, attn_implementation=args.attn_implementation)
+    model = disable_dropout_in_model(model).to(device)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ids, attention, C = rollout(args.prompts, args.generations, args.prompt_tokens, args.completion_tokens,
                                 model.config.vocab_size)
+    ids, attention = ids.to(device), attention.to(device)
     n = ids.shape[0]
     slices = [(slice(i, i + args.micro_batch), int(attention[i:i + args.micro_batch, -C:].sum(1).max()))
               for i in range(0, n, args.micro_batch)]
     scorers = {"unshared": CompletionLogprobs(1.0, args.chunk_tokens),
                "shared": SharedPrefixLogprobs(1.0, args.chunk_tokens, row_tokens=args.row_tokens)}
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
     def policy_pass(scorer):
         for mb, width in slices:
@@ -94,6 +108,20 @@ def main() -> None:
         with autocast:
             return [scorer(model, ids[mb], attention[mb], C, width)[0] for mb, width in slices]
 
+    def timed(fn):
+        """fn's best time (the GPU's queue drained at the end) and, on CUDA, the peak memory it allocated."""
+        def run():
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        seconds = best_seconds(run, args.repeats)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+        return seconds, peak
+
     real = [attention[mb, -C:][:, :width].float() for mb, width in slices]
     gap = max(float(((a - b) * m).abs().max()) for a, b, m in
               zip(reference_pass(scorers["shared"]), reference_pass(scorers["unshared"]), real))
@@ -101,19 +129,36 @@ def main() -> None:
     print(f"model {args.model}: {n} rows ({args.prompts} prompts × {args.generations}), padded {ids.shape[1]} columns, "
           f"{fed} real tokens, {len(slices)} micro-batches; {'bf16 autocast' if args.bf16 else 'fp32'}, "
           f"attention {model.config._attn_implementation}, host memory {'kept' if args.keep_host_memory else 'glibc default'}, "
-          f"torch threads {torch.get_num_threads()}; max |shared − unshared| log-prob on real tokens {gap:.2e}")
-    print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14}")
-    times = {}
+          f"torch threads {torch.get_num_threads()}, device {device}; max |shared − unshared| log-prob on real tokens "
+          f"{gap:.2e}")
+    print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14} {'peak GiB (fwd+bwd)':>19}")
+    times, peaks = {}, {}
     for name, scorer in scorers.items():
-        times[name] = (best_seconds(lambda: policy_pass(scorer), args.repeats),
-                        best_seconds(lambda: reference_pass(scorer), args.repeats))
-        print(f"  {name:10} {times[name][0]:10.3f} {times[name][1]:14.3f}")
+        (train, peaks[name]), (ref, _) = timed(lambda: policy_pass(scorer)), timed(lambda: reference_pass(scorer))
+        times[name] = (train, ref)
+        peak = "-" if peaks[name] is None else f"{peaks[name]:.2f}"
+        print(f"  {name:10} {train:10.3f} {ref:14.3f} {peak:>19}")
     (u_train, u_ref), (s_train, s_ref) = times["unshared"], times["shared"]
     print(f"  speed-up   {u_train / s_train:10.2f}× {u_ref / s_ref:13.2f}×")
     write_result("bench_shared_prefix", {
         "arguments": {k: v for k, v in vars(args).items() if k != "results"}, "rows": n, "columns": ids.shape[1],
         "real_tokens": fed, "max_logprob_gap": gap,
-        "seconds": {name: {"policy_fwd_bwd": t, "reference_fwd": r} for name, (t, r) in times.items()}}, args.results)
+        "seconds": {name: {"policy_fwd_bwd": t, "reference_fwd": r} for name, (t, r) in times.items()},
+        "peak_gpu_gib_fwd_bwd": peaks if device.type == "cuda" else None}, args.results)
+
+
+def random_model(config_json: Path, attn_implementation: str | None):
+    """A randomly initialised causal LM of a transformers config's shape (seeded), in training mode."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = json.loads(config_json.read_text())
+    config = AutoConfig.for_model(fields.pop("model_type"), **{k: v for k, v in fields.items()
+                                                               if k not in ("architectures", "torch_dtype")})
+    torch.manual_seed(0)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    return AutoModelForCausalLM.from_config(config, **kwargs).train()
 
 
 if __name__ == "__main__":

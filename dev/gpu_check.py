@@ -6,9 +6,11 @@ error and the others still run; the exit code is the number of failed sections.
     python3 dev/gpu_check.py --dry-run        # CPU: a tiny model, the same sections where CPU can run them
 
 Sections: ``environment`` (versions; MPI never initialised: Lightning gets a cluster environment, DeepSpeed the
-rendezvous variables), ``train:<json>`` (Lightning's DeepSpeedStrategy with configs/deepspeed/zero2.json and
-zero2_offload.json, bf16-mixed, gradient checkpointing, G = 16, HF generation: vLLM's CUDA build is too large to
-carry, so the weight push is not exercised here), ``nan_skip:<json>`` (each shipped JSON through
+rendezvous variables), ``recipe`` (``r1lit fit --config configs/qwen0.5b.yaml`` with only the model, data and
+engine swapped; reward and reward_std read back from TensorBoard, the checkpoint found), ``train:<json>``
+(Lightning's DeepSpeedStrategy with configs/deepspeed/zero2.json and zero2_offload.json, bf16-mixed, gradient
+checkpointing, G = 16, HF generation: vLLM's CUDA build is too large to carry, so the weight push is not exercised
+here; then ZeRO-2 with ``compile_layers``), ``nan_skip:<json>`` (each shipped JSON through
 ``deepspeed.initialize``: an update with a NaN gradient is discarded and does not leak into the next),
 ``colocate`` (the colocated engine's memory arithmetic for 0.5B and 1.5B on this GPU and on 80 GiB),
 ``placement`` (where a child started with ``CUDA_VISIBLE_DEVICES`` lands).
@@ -60,8 +62,9 @@ def build_model(folder: Path, config: dict) -> Path:
     return folder
 
 
-def train(folder: Path, args, ds_json: str | None) -> dict:
-    """A few GRPO steps; ``ds_json`` None = CPU (the dry run: DeepSpeed's Lightning strategy needs CUDA)."""
+def train(folder: Path, args, ds_json: str | None, compile_layers: bool = False) -> dict:
+    """A few GRPO steps; ``ds_json`` None = CPU (the dry run: DeepSpeed's Lightning strategy needs CUDA);
+    ``compile_layers``: ``model.policy.compile_layers`` (the first step includes the compile)."""
     import lightning as L
     import torch
     from lightning.fabric.plugins.environments import LightningEnvironment
@@ -77,7 +80,7 @@ def train(folder: Path, args, ds_json: str | None) -> dict:
     module = GRPOModule(
         str(folder), rewards=[FormatReward()], loss=GRPOLoss(beta=0.04),
         sampling=SamplingConfig(temperature=0.9, max_tokens=args.max_tokens), num_generations=args.generations,
-        micro_batch_size=args.generations, policy=PolicyConfig(gradient_checkpointing=True),
+        micro_batch_size=args.generations, policy=PolicyConfig(gradient_checkpointing=True, compile_layers=compile_layers),
     )
     # padded problems: prompts near the recipe's 256-token limit (the word-level stand-in maps each word to a token)
     data = MathDataModule(source=ArithmeticSource(num_problems=256, max_operand=99, num_operands=60),
@@ -112,6 +115,41 @@ def train(folder: Path, args, ds_json: str | None) -> dict:
     trainer.fit(module, datamodule=data)
     return {"fit_s": round(time.perf_counter() - start, 1), "steps": steps,
             "parameters_M": round(sum(p.numel() for p in module.policy.parameters()) / 1e6, 1)}
+
+
+def recipe(folder: Path, args, run_dir: Path, on_gpu: bool) -> dict:
+    """configs/qwen0.5b.yaml through the ``r1lit`` command, as users launch it, with what cannot travel swapped:
+    the random model of Qwen2.5-0.5B's shape for the hub's, HF generation for vLLM (synchronous: one-step-off needs
+    the server engine), generated arithmetic for MATH (no validation sets). On CPU (the dry run) the strategy and
+    precision are swapped too. Reads back what the run left: TensorBoard's reward and reward_std, the checkpoint."""
+    cmd = [sys.executable, "-c", "from r1lit.cli import main; main()", "fit", "--config", "configs/qwen0.5b.yaml",
+           "--model.model_name_or_path", str(folder), "--model.engine", "HFEngine", "--model.async_generation", "false",
+           "--data.source", "ArithmeticSource", "--data.source.num_problems", "256", "--data.source.max_operand", "99",
+           "--data.source.num_operands", "60", "--data.val_sources", "{}", "--data.check_gold", "false",
+           "--trainer.max_steps", str(args.steps), "--trainer.logger.init_args.save_dir", str(run_dir)]
+    if not on_gpu:
+        cmd += ["--trainer.accelerator", "cpu", "--trainer.strategy", "auto", "--trainer.precision", "32-true",
+                "--model.sampling.max_tokens", str(args.max_tokens), "--model.num_generations", str(args.generations), "--model.micro_batch_size", str(args.generations),
+                "--data.batch_size", str(args.batch_size)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.recipe_timeout)
+    took = round(time.perf_counter() - start, 1)
+    out = {"rc": done.returncode, "fit_s": took}
+    if done.returncode != 0:
+        out["stderr_tail"] = done.stderr[-2500:]
+        out["ok"] = False
+        return out
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = {e.parent for e in run_dir.rglob("events.out.tfevents.*")}
+    scalars = EventAccumulator(str(events)).Reload()
+    tags = scalars.Tags()["scalars"]
+    wanted = [t for t in tags if t.split("/")[-1] in ("reward", "reward_std", "loss", "step_time", "kl")]
+    out["scalars"] = {t: [round(e.value, 4) for e in scalars.Scalars(t)] for t in wanted}
+    out["checkpoints"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*.ckpt"))
+    out["stderr_tail"] = done.stderr[-800:]
+    out["ok"] = any(t.endswith("reward_std") for t in wanted) and any(c.endswith("last.ckpt") for c in out["checkpoints"])
+    return out
 
 
 def nan_gradient(x):
@@ -263,6 +301,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--recipe-timeout", type=float, default=300, help="seconds the recipe's fit may take")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model: every section CPU can run")
     args = parser.parse_args()
     for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0"), ("LOCAL_RANK", "0"),
@@ -281,11 +320,15 @@ def main() -> None:
     deepspeed_dir = ROOT / "configs" / "deepspeed"
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "model", config)
+        section("recipe", lambda: recipe(folder, args, Path(tmp) / "runs", on_gpu), failures)
         if on_gpu:
             for name in ("zero2.json", "zero2_offload.json"):
                 section(f"train:{name}", lambda n=name: train(folder, args, str(deepspeed_dir / n)), failures)
+            section("train:zero2.json+compile_layers",
+                    lambda: train(folder, args, str(deepspeed_dir / "zero2.json"), compile_layers=True), failures)
         else:
             section("train:cpu", lambda: train(folder, args, None), failures)
+            section("train:cpu+compile_layers", lambda: train(folder, args, None, compile_layers=True), failures)
     import torch.distributed as dist
 
     if not dist.is_initialized():

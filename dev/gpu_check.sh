@@ -9,14 +9,15 @@ cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-dev/gpu/wheels}
 PY=${PY:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import deepspeed" 2>/dev/null; then
+if ! "$PY" -c "import deepspeed, jsonargparse, math_verify" 2>/dev/null; then
   if ! ls "$WHEELS"/deepspeed-*.tar.gz >/dev/null 2>&1; then
-    echo "gpu_check: DeepSpeed is not installed and $WHEELS has no wheels: run 'make gpu-wheels' where a registry is reachable and carry $WHEELS" >&2
+    echo "gpu_check: DeepSpeed, jsonargparse or math-verify is not installed and $WHEELS has no wheels: run 'make gpu-wheels' where a registry is reachable and carry $WHEELS" >&2
     exit 2
   fi
   # pydantic and pydantic-core as the pinned pair make gpu-wheels downloaded; --no-deps keeps pip off the network
   "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" hjson ninja py-cpuinfo msgpack nvidia-ml-py \
-    einops psutil annotated-types typing-inspection typing-extensions pydantic pydantic-core setuptools wheel
+    einops psutil annotated-types typing-inspection typing-extensions pydantic pydantic-core setuptools wheel \
+    jsonargparse docstring-parser typeshed-client math-verify latex2sympy2-extended antlr4-python3-runtime
   # DeepSpeed's sdist, built against the torch already here (its ops compile on first use; nvcc is there)
   "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --find-links "$WHEELS" deepspeed
 fi

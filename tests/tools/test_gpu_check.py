@@ -26,8 +26,9 @@ def test_gpu_check_dry_run_passes_every_section():
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {line["section"]: line["result"] for line in lines if "result" in line}
-    assert {"environment", "train:cpu", "nan_skip:zero2.json", "nan_skip:zero2_offload.json", "nan_skip:zero3.json",
-            "colocate"} <= set(results)
+    assert {"environment", "recipe", "train:cpu", "train:cpu+compile_layers", "nan_skip:zero2.json",
+            "nan_skip:zero2_offload.json", "nan_skip:zero3.json", "colocate"} <= set(results)
+    assert results["recipe"]["scalars"]["reward_std"] and results["recipe"]["checkpoints"]
     assert all(results[f"nan_skip:{name}"]["ok"] for name in ("zero2.json", "zero2_offload.json", "zero3.json"))
     assert "so gpu_memory_utilization must lie in [0.06, 0.50]" in results["colocate"]["qwen2.5-1.5b@80GiB"]
     assert lines[-1] == {"failed_sections": []}
