@@ -38,6 +38,7 @@ from r1lit.cli.resume import resolve_ckpt_path
 from r1lit.cli.run_folder import RunFolder, keep_csv_history
 from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import resolve_deepspeed_json
+from r1lit.training.distributed import end_process_group
 
 
 class R1LitCLI(LightningCLI):
@@ -137,6 +138,7 @@ def main(args: list[str] | None = None) -> None:
                 auto_configure_optimizers=False,  # the module owns AdamW + cosine (manual optimisation)
                 args=args,
             )
+            end_process_group()  # after a clean end only: a rank that failed may leave peers inside a collective
     except Exception as error:  # noqa: BLE001 - every failure gets its one line
         STARTUP.release(error, argv)
         raise SystemExit(exit_code(error)) from None
