@@ -19,6 +19,8 @@ here; then ZeRO-2 with ``compile_layers``), ``nan_skip:<json>`` (each shipped JS
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import os
 import subprocess
@@ -77,6 +79,11 @@ def train(folder: Path, args, ds_json: str | None, compile_layers: bool = False)
     from r1lit.rollout import SamplingConfig
 
     on_gpu = ds_json is not None
+    resident = None
+    if on_gpu:  # what an earlier section left allocated would count in this one's peak
+        gc.collect()
+        torch.cuda.empty_cache()
+        resident = round(torch.cuda.memory_allocated() / 2**30, 2)
     module = GRPOModule(
         str(folder), rewards=[FormatReward()], loss=GRPOLoss(beta=0.04),
         sampling=SamplingConfig(temperature=0.9, max_tokens=args.max_tokens), num_generations=args.generations,
@@ -113,7 +120,7 @@ def train(folder: Path, args, ds_json: str | None, compile_layers: bool = False)
                         plugins=[LightningEnvironment()])  # a cluster environment: Lightning never probes MPI
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    return {"fit_s": round(time.perf_counter() - start, 1), "steps": steps,
+    return {"fit_s": round(time.perf_counter() - start, 1), "steps": steps, "allocated_before_gib": resident,
             "parameters_M": round(sum(p.numel() for p in module.policy.parameters()) / 1e6, 1)}
 
 
@@ -144,7 +151,8 @@ def recipe(folder: Path, args, run_dir: Path, on_gpu: bool) -> dict:
     (events,) = {e.parent for e in run_dir.rglob("events.out.tfevents.*")}
     scalars = EventAccumulator(str(events)).Reload()
     tags = scalars.Tags()["scalars"]
-    wanted = [t for t in tags if t.split("/")[-1] in ("reward", "reward_std", "loss", "step_time", "kl")]
+    wanted = [t for t in tags if t.split("/")[-1] in ("reward", "reward_std", "loss", "step_time", "kl")
+              or t.startswith("time/")]
     out["scalars"] = {t: [round(e.value, 4) for e in scalars.Scalars(t)] for t in wanted}
     out["checkpoints"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*.ckpt"))
     out["stderr_tail"] = done.stderr[-800:]
@@ -281,7 +289,10 @@ def placement() -> dict:
             "child_sees": seen.stdout.strip(), "child_rc": seen.returncode}
 
 
-def section(name: str, call, failures: list) -> None:
+def section(name: str, call, failures: list, only: list[str] | None = None) -> None:
+    """Run one section and print its JSON lines; ``only``: the sections to run (names or prefixes), None = all."""
+    if only and not any(name.startswith(prefix) for prefix in only):
+        return
     start = time.perf_counter()
     try:
         result = call()
@@ -302,6 +313,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--recipe-timeout", type=float, default=300, help="seconds the recipe's fit may take")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated sections or prefixes to run (recipe,train,nan_skip,...); default: all")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model: every section CPU can run")
     args = parser.parse_args()
     for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0"), ("LOCAL_RANK", "0"),
@@ -316,19 +329,20 @@ def main() -> None:
                       num_key_value_heads=1, vocab_size=2000)
         args.steps, args.generations, args.batch_size, args.max_tokens = 1, 4, 2, 8
     failures: list[str] = []
-    section("environment", environment, failures)
+    run = functools.partial(section, failures=failures, only=args.only.split(",") if args.only else None)
+    run("environment", environment)
     deepspeed_dir = ROOT / "configs" / "deepspeed"
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "model", config)
-        section("recipe", lambda: recipe(folder, args, Path(tmp) / "runs", on_gpu), failures)
+        run("recipe", lambda: recipe(folder, args, Path(tmp) / "runs", on_gpu))
         if on_gpu:
             for name in ("zero2.json", "zero2_offload.json"):
-                section(f"train:{name}", lambda n=name: train(folder, args, str(deepspeed_dir / n)), failures)
-            section("train:zero2.json+compile_layers",
-                    lambda: train(folder, args, str(deepspeed_dir / "zero2.json"), compile_layers=True), failures)
+                run(f"train:{name}", lambda n=name: train(folder, args, str(deepspeed_dir / n)))
+            run("train:zero2.json+compile_layers",
+                lambda: train(folder, args, str(deepspeed_dir / "zero2.json"), compile_layers=True))
         else:
-            section("train:cpu", lambda: train(folder, args, None), failures)
-            section("train:cpu+compile_layers", lambda: train(folder, args, None, compile_layers=True), failures)
+            run("train:cpu", lambda: train(folder, args, None))
+            run("train:cpu+compile_layers", lambda: train(folder, args, None, compile_layers=True))
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -336,11 +350,11 @@ def main() -> None:
     if on_gpu:
         torch.cuda.set_device(0)
     for path in sorted(deepspeed_dir.glob("*.json")):
-        section(f"nan_skip:{path.name}", lambda p=path: nan_skip(p), failures)
-    section("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None), failures)
-    section("mpi", lambda: {"mpi_initialised": mpi_initialised()}, failures)
+        run(f"nan_skip:{path.name}", lambda p=path: nan_skip(p))
+    run("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None))
+    run("mpi", lambda: {"mpi_initialised": mpi_initialised()})
     if on_gpu:
-        section("placement", placement, failures)
+        run("placement", placement)
     print(json.dumps({"failed_sections": failures}), flush=True)
     raise SystemExit(len(failures))
 

@@ -32,3 +32,13 @@ def test_gpu_check_dry_run_passes_every_section():
     assert all(results[f"nan_skip:{name}"]["ok"] for name in ("zero2.json", "zero2_offload.json", "zero3.json"))
     assert "so gpu_memory_utilization must lie in [0.06, 0.50]" in results["colocate"]["qwen2.5-1.5b@80GiB"]
     assert lines[-1] == {"failed_sections": []}
+
+
+def test_gpu_check_runs_only_the_sections_asked_for():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT="29534")
+    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", "colocate,mpi"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [line["section"] for line in lines if "result" in line] == ["colocate", "mpi"]
