@@ -25,3 +25,11 @@ def test_missing_paths_tests_and_anchors_are_reported(tmp_path):
     assert "no such test in tests/tools/test_check_docs.py" in problems[1] and "test_that_was_renamed" in problems[1]
     assert "`r1lit/no_such_module.py`: no such path" in problems[2]
     assert "link to ../no_such.md: no such file" in problems[0]
+
+
+def test_a_build_output_git_ignores_is_not_a_missing_path(tmp_path):
+    """`dev/gpu/wheels` exists only after `make gpu-wheels`: absent from a clone, and not an error; a path git does not
+    ignore still is."""
+    page = tmp_path / "page.md"
+    page.write_text("Carry `dev/gpu/wheels/no-such-wheel-0.0.tar.gz` beside `dev/gpu/no_such_config.json`.\n")
+    assert check_docs.check_file(page) == [f"{page}: `dev/gpu/no_such_config.json`: no such path"]
