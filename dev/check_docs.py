@@ -54,8 +54,9 @@ def script_options(script: str) -> set[str] | None:
 @cache
 def build_output(path: str) -> bool:
     """Whether git ignores ``path``: something a command makes (``dev/gpu/wheels``, ``.venv``), absent from a clone."""
-    try:
-        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, timeout=30).returncode == 0
+    try:  # as a file, then as a folder (a pattern ending in / matches only folders, and an absent one is neither)
+        return any(subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT, timeout=30).returncode == 0
+                   for name in (path.rstrip("/"), path.rstrip("/") + "/"))
     except (OSError, subprocess.SubprocessError):
         return False
 

@@ -33,3 +33,5 @@ def test_a_build_output_git_ignores_is_not_a_missing_path(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("Carry `dev/gpu/wheels/no-such-wheel-0.0.tar.gz` beside `dev/gpu/no_such_config.json`.\n")
     assert check_docs.check_file(page) == [f"{page}: `dev/gpu/no_such_config.json`: no such path"]
+    assert check_docs.build_output("tests/no_such_package/__pycache__")  # an absent folder a folder-only pattern ignores
+    assert not check_docs.build_output("tests/no_such_package/module.py")
