@@ -5,6 +5,8 @@ Every rank must call them the same number of times, in the same order, as with a
 
 from __future__ import annotations
 
+import atexit
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -49,9 +51,24 @@ def gather_objects(obj) -> list:
     return out
 
 
+
 def end_process_group() -> None:
-    """Destroy the default process group when the run made one. Lightning's strategies leave it alive at the end of
-    ``fit``; torch's NCCL backend then warns at exit that it leaks resources (seen with torch 2.11 on an H200) and
-    frees the communicators during interpreter teardown instead of in order."""
+    """Destroy the default process group if one is alive."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_process_group_at_exit(existed_before: bool) -> None:
+    """After a clean fit, destroy at interpreter exit the process group the fit made. Lightning's strategies leave it
+    alive; torch's NCCL backend then warns at exit that it leaks resources (seen with torch 2.11 on an H200). At exit,
+    not now: DeepSpeed caches the group, and a second fit in the same process (a notebook, a sweep) reuses it. A group
+    the caller made (``existed_before``) is the caller's to end."""
+    if not existed_before and dist.is_available() and dist.is_initialized():
+        atexit.unregister(end_process_group)  # once, however many fits ran
+        atexit.register(end_process_group)
+
+
+def keep_process_group_at_exit() -> None:
+    """After a failed fit: leave the group to the process's end (a peer may sit in a collective that a destroy would
+    wait on)."""
+    atexit.unregister(end_process_group)

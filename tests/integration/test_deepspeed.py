@@ -2,12 +2,14 @@
 ``r1lit fit`` command: accumulation equals one big batch, ranks stay identical, sharded checkpoints resume."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import fit, hashes, scalars, tiny_config, write_config
+from helpers import SUBPROCESS_ENV, fit, hashes, scalars, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.deepspeed]
 
@@ -155,3 +157,22 @@ def test_clipping_is_set_once():
     configure_deepspeed(SimpleNamespace(config={}), max_grad_norm=None, micro_batch_size=4)  # None = no clipping
     with pytest.raises(ConfigError, match="model.max_grad_norm"):
         configure_deepspeed(SimpleNamespace(config={"gradient_clipping": 1.0}), max_grad_norm=0.5, micro_batch_size=4)
+
+
+def test_two_zero2_fits_in_one_process(tmp_path, tiny_model_dir):
+    """A notebook or a sweep calls the command twice: DeepSpeed caches the process group, so the first fit must
+    leave it alive (the command destroys it at exit, not after the fit)."""
+    configs = [ds_config(tmp_path, tiny_model_dir, run, **{"trainer.max_steps": 1}) for run in ("a", "b")]
+    script = (
+        "import os, sys; os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29551')\n"
+        "from r1lit.cli import main\n"
+        "for config in sys.argv[1:]:\n"
+        "    main(['fit', '--config', config])\n"
+        "    print('fit done', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *map(str, configs)], cwd=tmp_path, env=SUBPROCESS_ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("fit done") == 2
+    for run in ("a", "b"):
+        assert scalars(tmp_path / run / "runs" / "tiny" / "version_0")["grad_norm"][0] > 0

@@ -1,27 +1,18 @@
-"""The collectives' single-process identities and the end of a run's process group."""
+"""The collectives' single-process identities, and what the ``r1lit`` command does with the process group a fit
+leaves: destroyed at interpreter exit after a clean fit that made it, never when the caller made it or the fit failed.
+Each case runs in its own interpreter, where an at-exit observer registered first (so it runs last) prints whether
+the group is still alive once r1lit's at-exit work is done."""
 
-import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 import torch.distributed as dist
 
-import r1lit.cli.command as command
+from helpers import SUBPROCESS_ENV
 from r1lit.training.distributed import end_process_group, gather_uneven, max_over_ranks
-
-
-@pytest.fixture
-def gloo_group(monkeypatch):
-    """A one-process gloo group, as Lightning's strategies make one; destroyed afterwards if still alive."""
-    monkeypatch.setitem(os.environ, "MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setitem(os.environ, "MASTER_PORT", "29541")
-
-    def start():
-        dist.init_process_group("gloo", rank=0, world_size=1)
-
-    yield start
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def test_collectives_are_identities_on_one_process():
@@ -30,33 +21,73 @@ def test_collectives_are_identities_on_one_process():
     assert torch.equal(gather_uneven(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]))
 
 
-def test_end_process_group_destroys_the_group_and_is_a_no_op_without_one(gloo_group):
-    end_process_group()  # none yet: nothing to do, no error
-    gloo_group()
-    assert dist.is_initialized()
-    end_process_group()
-    assert not dist.is_initialized()
+def run_main(case: str, port: int) -> str:
+    """``r1lit.cli.command.main(["fit"])`` with the CLI replaced by ``case``'s fit; returns what the script printed."""
+    script = textwrap.dedent(f"""
+        import atexit, os
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="{port}", R1LIT_TRACEBACK="1")
+        import torch.distributed as dist
+        atexit.register(lambda: print("alive at exit:", dist.is_initialized(), flush=True))
+        import r1lit.cli.command as command
+
+        def start():
+            if not dist.is_initialized():
+                dist.init_process_group("gloo", rank=0, world_size=1)
+
+        def clean_fit(*args, **kwargs):
+            start()  # what Lightning's DDP / DeepSpeed strategies do at setup, and leave at the end
+
+        def failed_fit(*args, **kwargs):
+            start()
+            raise RuntimeError("CUDA out of memory")
+
+        case = "{case}"
+        if case == "caller_group":
+            start()
+        command.R1LitCLI = failed_fit if case == "failed" else clean_fit
+        try:
+            command.main(["fit"])
+        except SystemExit as ended:
+            print("exit code:", ended.code)
+        print("alive after main:", dist.is_initialized())
+        if case in ("twice", "failed_after_clean"):
+            command.R1LitCLI = failed_fit if case == "failed_after_clean" else clean_fit
+            try:
+                command.main(["fit"])
+            except SystemExit as ended:
+                print("second exit code:", ended.code)
+            print("alive after the second:", dist.is_initialized())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=SUBPROCESS_ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
-def test_the_command_ends_the_group_a_clean_fit_left(gloo_group, monkeypatch):
-    def fit_that_leaves_its_group(*args, **kwargs):
-        gloo_group()  # what Lightning's DDP / DeepSpeed strategies do at setup, and leave at the end
+def test_end_process_group_destroys_the_group_and_is_a_no_op_without_one(monkeypatch):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29541")
+    end_process_group()  # none: nothing to do
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        end_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
-    monkeypatch.setattr(command, "R1LitCLI", fit_that_leaves_its_group)
-    command.main(["fit"])
-    assert not dist.is_initialized()
 
-
-def test_the_command_leaves_the_group_of_a_failed_run(gloo_group, monkeypatch):
-    """A rank that failed may have peers waiting in a collective: destroying the group could block; the process
-    exits anyway."""
-    def failing_fit(*args, **kwargs):
-        gloo_group()
-        raise RuntimeError("CUDA out of memory")
-
-    monkeypatch.setattr(command, "R1LitCLI", failing_fit)
-    monkeypatch.setenv("R1LIT_TRACEBACK", "1")  # the traceback on stderr, not in a file under /tmp
-    with pytest.raises(SystemExit) as ended:
-        command.main(["fit"])
-    assert ended.value.code == 1
-    assert dist.is_initialized()
+@pytest.mark.parametrize("case, printed", [
+    # a clean fit's group stays for the next fit in this process, and is destroyed at exit
+    ("clean", ["alive after main: True", "alive at exit: False"]),
+    ("twice", ["alive after main: True", "alive after the second: True", "alive at exit: False"]),
+    # the caller's group is the caller's: alive after main and at exit
+    ("caller_group", ["alive after main: True", "alive at exit: True"]),
+    # a failed fit leaves it to the process's end (a peer may wait in a collective), also after a clean one
+    ("failed", ["exit code: 1", "alive after main: True", "alive at exit: True"]),
+    ("failed_after_clean", ["alive after main: True", "second exit code: 1", "alive after the second: True",
+                            "alive at exit: True"]),
+])
+def test_the_command_ends_only_the_group_its_clean_fit_made_at_exit(case, printed):
+    lines = [line for line in run_main(case, 29542).splitlines() if line.startswith(("alive", "exit", "second"))]
+    assert lines == printed
