@@ -129,7 +129,7 @@ def recipe(folder: Path, args, run_dir: Path, on_gpu: bool) -> dict:
     the random model of Qwen2.5-0.5B's shape for the hub's, HF generation for vLLM (synchronous: one-step-off needs
     the server engine), generated arithmetic for MATH (no validation sets). On CPU (the dry run) the strategy and
     precision are swapped too. Reads back what the run left: TensorBoard's reward and reward_std, the checkpoint."""
-    cmd = [sys.executable, "-c", "from r1lit.cli import main; main()", "fit", "--config", "configs/qwen0.5b.yaml",
+    cmd = [sys.executable, "-m", "r1lit.cli", "fit", "--config", "configs/qwen0.5b.yaml",
            "--model.model_name_or_path", str(folder), "--model.engine", "HFEngine", "--model.async_generation", "false",
            "--data.source", "ArithmeticSource", "--data.source.num_problems", "256", "--data.source.max_operand", "99",
            "--data.source.num_operands", "60", "--data.val_sources", "{}", "--data.check_gold", "false",
@@ -289,10 +289,34 @@ def placement() -> dict:
             "child_sees": seen.stdout.strip(), "child_rc": seen.returncode}
 
 
-def section(name: str, call, failures: list, only: list[str] | None = None) -> None:
-    """Run one section and print its JSON lines; ``only``: the sections to run (names or prefixes), None = all."""
-    if only and not any(name.startswith(prefix) for prefix in only):
+def section_names(on_gpu: bool, deepspeed_jsons: list[str]) -> list[str]:
+    """Every section this machine runs, in order."""
+    trains = (["train:zero2.json", "train:zero2_offload.json", "train:zero2.json+compile_layers"] if on_gpu
+              else ["train:cpu", "train:cpu+compile_layers"])
+    return ["environment", "recipe", *trains, *(f"nan_skip:{name}" for name in deepspeed_jsons), "colocate", "mpi",
+            *(["placement"] if on_gpu else [])]
+
+
+def chosen_sections(only: str | None, names: list[str]) -> set[str]:
+    """``--only``'s sections: a word equal to a name picks that section, another word every name it begins
+    (``train``, ``nan_skip``); a word that picks nothing is refused, naming the sections there are."""
+    if only is None:
+        return set(names)
+    chosen: set[str] = set()
+    for word in (w.strip() for w in only.split(",")):
+        picked = [word] if word in names else [name for name in names if word and name.startswith(word)]
+        if not picked:
+            raise SystemExit(f"gpu_check: --only {word!r} picks no section on this machine; its sections: "
+                             f"{', '.join(names)}")
+        chosen.update(picked)
+    return chosen
+
+
+def section(name: str, call, failures: list, chosen: set[str], ran: list[str]) -> None:
+    """Run one section if it is ``chosen`` and print its JSON lines."""
+    if name not in chosen:
         return
+    ran.append(name)
     start = time.perf_counter()
     try:
         result = call()
@@ -314,7 +338,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--recipe-timeout", type=float, default=300, help="seconds the recipe's fit may take")
     parser.add_argument("--only", default=None,
-                        help="comma-separated sections or prefixes to run (recipe,train,nan_skip,...); default: all")
+                        help="comma-separated sections to run, or prefixes of their names (recipe,train,nan_skip); default: all")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model: every section CPU can run")
     args = parser.parse_args()
     for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0"), ("LOCAL_RANK", "0"),
@@ -329,9 +353,12 @@ def main() -> None:
                       num_key_value_heads=1, vocab_size=2000)
         args.steps, args.generations, args.batch_size, args.max_tokens = 1, 4, 2, 8
     failures: list[str] = []
-    run = functools.partial(section, failures=failures, only=args.only.split(",") if args.only else None)
-    run("environment", environment)
     deepspeed_dir = ROOT / "configs" / "deepspeed"
+    jsons = sorted(deepspeed_dir.glob("*.json"))
+    chosen = chosen_sections(args.only, section_names(on_gpu, [path.name for path in jsons]))
+    ran: list[str] = []
+    run = functools.partial(section, failures=failures, chosen=chosen, ran=ran)
+    run("environment", environment)
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "model", config)
         run("recipe", lambda: recipe(folder, args, Path(tmp) / "runs", on_gpu))
@@ -349,12 +376,13 @@ def main() -> None:
         dist.init_process_group("nccl" if on_gpu else "gloo", rank=0, world_size=1)
     if on_gpu:
         torch.cuda.set_device(0)
-    for path in sorted(deepspeed_dir.glob("*.json")):
+    for path in jsons:
         run(f"nan_skip:{path.name}", lambda p=path: nan_skip(p))
     run("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None))
     run("mpi", lambda: {"mpi_initialised": mpi_initialised()})
     if on_gpu:
         run("placement", placement)
+    failures += sorted(chosen - set(ran))  # listed in section_names but never run: this script's own bug
     print(json.dumps({"failed_sections": failures}), flush=True)
     raise SystemExit(len(failures))
 

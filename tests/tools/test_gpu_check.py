@@ -37,8 +37,25 @@ def test_gpu_check_dry_run_passes_every_section():
 def test_gpu_check_runs_only_the_sections_asked_for():
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT="29534")
-    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", "colocate,mpi"],
-                          capture_output=True, text=True, timeout=300, env=env)
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert [line["section"] for line in lines if "result" in line] == ["colocate", "mpi"]
+    for only, ran in ((" colocate , mpi", ["colocate", "mpi"]), ("nan_skip", ["nan_skip:zero2.json",
+                      "nan_skip:zero2_offload.json", "nan_skip:zero3.json"]), ("train:cpu", ["train:cpu"])):
+        done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", only],
+                              capture_output=True, text=True, timeout=300, env=env)
+        lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        # an exact name picks that section alone (train:cpu, not train:cpu+compile_layers); a prefix every match
+        assert [line["section"] for line in lines if "result" in line] == ran
+
+
+@pytest.mark.parametrize("only, message", [
+    ("bogus", "--only 'bogus' picks no section on this machine"),
+    ("Recipe", "--only 'Recipe' picks no section"),
+    ("recipe,", "--only '' picks no section"),
+    ("placement", "--only 'placement' picks no section"),  # a GPU-only section, asked for on CPU
+])
+def test_gpu_check_refuses_a_section_it_does_not_have(only, message):
+    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", only],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1 and message in done.stderr
+    assert "train:cpu+compile_layers" in done.stderr  # the sections it has are listed
+    assert '"section"' not in done.stdout  # refused before anything ran
