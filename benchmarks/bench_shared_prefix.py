@@ -79,6 +79,8 @@ def main() -> None:
     if args.keep_host_memory and not keep_freed_host_memory():
         sys.exit("--keep-host-memory: this C library is not glibc")
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     if args.model.endswith(".json"):
         model = random_model(Path(args.model), args.attn_implementation)
     else:
@@ -129,7 +131,8 @@ def main() -> None:
     print(f"model {args.model}: {n} rows ({args.prompts} prompts × {args.generations}), padded {ids.shape[1]} columns, "
           f"{fed} real tokens, {len(slices)} micro-batches; {'bf16 autocast' if args.bf16 else 'fp32'}, "
           f"attention {model.config._attn_implementation}, host memory {'kept' if args.keep_host_memory else 'glibc default'}, "
-          f"torch threads {torch.get_num_threads()}, device {device}; max |shared − unshared| log-prob on real tokens "
+          f"torch threads {torch.get_num_threads()}, device {device}, gradient checkpointing "
+          f"{'on' if args.gradient_checkpointing else 'off'}; max |shared − unshared| log-prob on real tokens "
           f"{gap:.2e}")
     print(f"  {'':10} {'fwd+bwd s':>10} {'no-grad fwd s':>14} {'peak GiB (fwd+bwd)':>19}")
     times, peaks = {}, {}
@@ -154,6 +157,9 @@ def random_model(config_json: Path, attn_implementation: str | None):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     fields = json.loads(config_json.read_text())
+    if "model_type" not in fields:
+        sys.exit(f"--model {config_json}: a config JSON needs its model_type (e.g. \"qwen2\"), as in a model's "
+                 "config.json")
     config = AutoConfig.for_model(fields.pop("model_type"), **{k: v for k, v in fields.items()
                                                                if k not in ("architectures", "torch_dtype")})
     torch.manual_seed(0)
