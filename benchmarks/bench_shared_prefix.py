@@ -78,7 +78,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.keep_host_memory and not keep_freed_host_memory():
         sys.exit("--keep-host-memory: this C library is not glibc")
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        sys.exit(f"--device {args.device}: not a torch device; use cpu or cuda (cuda:N)")
+    if args.model.endswith(".json") and not Path(args.model).is_file():
+        sys.exit(f"--model {args.model}: no such file (a transformers config JSON, or a model folder or hub id)")
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     if args.model.endswith(".json"):

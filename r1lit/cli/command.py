@@ -141,7 +141,8 @@ def main(args: list[str] | None = None) -> None:
             )
             end_process_group_at_exit(group_existed)
     except Exception as error:  # noqa: BLE001 - every failure gets its one line
-        keep_process_group_at_exit()
+        if not group_existed:  # this call's own group: a peer may wait in a collective (not an earlier fit's)
+            keep_process_group_at_exit()
         STARTUP.release(error, argv)
         raise SystemExit(exit_code(error)) from None
     finally:

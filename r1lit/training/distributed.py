@@ -69,6 +69,7 @@ def end_process_group_at_exit(existed_before: bool) -> None:
 
 
 def keep_process_group_at_exit() -> None:
-    """After a failed fit: leave the group to the process's end (a peer may sit in a collective that a destroy would
-    wait on)."""
+    """After a fit that made the group and failed: leave it to the process's end (a peer may sit in a collective
+    that a destroy would wait on). A failed call on an earlier clean fit's group (a typo, a bad export path in a
+    notebook) keeps that fit's destroy at exit: one process, no peers."""
     atexit.unregister(end_process_group)

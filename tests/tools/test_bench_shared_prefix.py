@@ -56,6 +56,10 @@ def test_what_cannot_run_is_refused_with_the_fix(tmp_path):
     config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "model_type"}))
     done = bench("--model", str(config), *SMALL)
     assert done.returncode == 1 and "needs its model_type" in done.stderr and "Traceback" not in done.stderr
+    done = bench("--model", str(tmp_path / "missing.json"), *SMALL)
+    assert done.returncode == 1 and "missing.json: no such file" in done.stderr and "Traceback" not in done.stderr
+    done = bench("--model", str(config), "--device", "gpu", *SMALL)
+    assert done.returncode == 1 and "--device gpu: not a torch device; use cpu or cuda" in done.stderr
     import torch
 
     if not torch.cuda.is_available():

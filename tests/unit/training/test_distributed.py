@@ -38,6 +38,8 @@ def run_main(case: str, port: int) -> str:
             start()  # what Lightning's DDP / DeepSpeed strategies do at setup, and leave at the end
 
         def failed_fit(*args, **kwargs):
+            if case == "typo_after_clean":  # refused while parsing: the group is the earlier fit's
+                raise ValueError("unrecognized arguments: --trainer.max_stepz 1")
             start()
             raise RuntimeError("CUDA out of memory")
 
@@ -50,8 +52,8 @@ def run_main(case: str, port: int) -> str:
         except SystemExit as ended:
             print("exit code:", ended.code)
         print("alive after main:", dist.is_initialized())
-        if case in ("twice", "failed_after_clean"):
-            command.R1LitCLI = failed_fit if case == "failed_after_clean" else clean_fit
+        if case in ("twice", "failed_after_clean", "typo_after_clean"):
+            command.R1LitCLI = clean_fit if case == "twice" else failed_fit
             try:
                 command.main(["fit"])
             except SystemExit as ended:
@@ -83,10 +85,14 @@ def test_end_process_group_destroys_the_group_and_is_a_no_op_without_one(monkeyp
     ("twice", ["alive after main: True", "alive after the second: True", "alive at exit: False"]),
     # the caller's group is the caller's: alive after main and at exit
     ("caller_group", ["alive after main: True", "alive at exit: True"]),
-    # a failed fit leaves it to the process's end (a peer may wait in a collective), also after a clean one
+    # a failed fit that made the group leaves it to the process's end (a peer may wait in a collective)
     ("failed", ["exit code: 1", "alive after main: True", "alive at exit: True"]),
+    # a failure on an earlier clean fit's group (a typo in a notebook's next call): one process, no peers, so that
+    # fit's destroy at exit stays
     ("failed_after_clean", ["alive after main: True", "second exit code: 1", "alive after the second: True",
-                            "alive at exit: True"]),
+                            "alive at exit: False"]),
+    ("typo_after_clean", ["alive after main: True", "second exit code: 1", "alive after the second: True",
+                          "alive at exit: False"]),
 ])
 def test_the_command_ends_only_the_group_its_clean_fit_made_at_exit(case, printed):
     lines = [line for line in run_main(case, 29542).splitlines() if line.startswith(("alive", "exit", "second"))]
