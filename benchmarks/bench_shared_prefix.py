@@ -82,12 +82,13 @@ def main() -> None:
         device = torch.device(args.device)
     except RuntimeError:
         sys.exit(f"--device {args.device}: not a torch device; use cpu or cuda (cuda:N)")
-    if args.model.endswith(".json") and not Path(args.model).is_file():
+    config_json = Path(args.model) if args.model.endswith(".json") else None
+    if config_json is not None and not config_json.is_file():
         sys.exit(f"--model {args.model}: no such file (a transformers config JSON, or a model folder or hub id)")
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
-    if args.model.endswith(".json"):
-        model = random_model(Path(args.model), args.attn_implementation)
+    if config_json is not None:
+        model = random_model(config_json, args.attn_implementation)
     else:
         model = load_policy(args.model, attn_implementation=args.attn_implementation)
     model = disable_dropout_in_model(model).to(device)

@@ -136,8 +136,8 @@ def recipe(folder: Path, args, run_dir: Path, on_gpu: bool) -> dict:
            "--trainer.max_steps", str(args.steps), "--trainer.logger.init_args.save_dir", str(run_dir)]
     if not on_gpu:
         cmd += ["--trainer.accelerator", "cpu", "--trainer.strategy", "auto", "--trainer.precision", "32-true",
-                "--model.sampling.max_tokens", str(args.max_tokens), "--model.num_generations", str(args.generations), "--model.micro_batch_size", str(args.generations),
-                "--data.batch_size", str(args.batch_size)]
+                "--model.sampling.max_tokens", str(args.max_tokens), "--model.num_generations", str(args.generations),
+                "--model.micro_batch_size", str(args.generations), "--data.batch_size", str(args.batch_size)]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.recipe_timeout)
     took = round(time.perf_counter() - start, 1)
@@ -176,11 +176,24 @@ def nan_gradient(x):
     return NaNGradient.apply(x)
 
 
-def nan_skip(ds_json: Path) -> dict:
+def one_process_group(on_gpu: bool) -> None:
+    """The world of one that ``deepspeed.initialize`` needs outside Lightning (a train section may have made it)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if on_gpu else "gloo", rank=0, world_size=1)
+    if on_gpu:
+        torch.cuda.set_device(0)
+
+
+def nan_skip(ds_json: Path, on_gpu: bool) -> dict:
     """Weights after updates clean, NaN-gradient, clean equal those after clean, clean (r1lit's ``guarded_step``
     with a real DeepSpeed engine); the NaN update is counted, not applied."""
     import deepspeed
     import torch
+
+    one_process_group(on_gpu)
 
     from r1lit.training.nonfinite import NonFiniteGuard, guarded_step
 
@@ -289,14 +302,6 @@ def placement() -> dict:
             "child_sees": seen.stdout.strip(), "child_rc": seen.returncode}
 
 
-def section_names(on_gpu: bool, deepspeed_jsons: list[str]) -> list[str]:
-    """Every section this machine runs, in order."""
-    trains = (["train:zero2.json", "train:zero2_offload.json", "train:zero2.json+compile_layers"] if on_gpu
-              else ["train:cpu", "train:cpu+compile_layers"])
-    return ["environment", "recipe", *trains, *(f"nan_skip:{name}" for name in deepspeed_jsons), "colocate", "mpi",
-            *(["placement"] if on_gpu else [])]
-
-
 def chosen_sections(only: str | None, names: list[str]) -> set[str]:
     """``--only``'s sections: a word equal to a name picks that section, another word every name it begins
     (``train``, ``nan_skip``); a word that picks nothing is refused, naming the sections there are."""
@@ -312,11 +317,8 @@ def chosen_sections(only: str | None, names: list[str]) -> set[str]:
     return chosen
 
 
-def section(name: str, call, failures: list, chosen: set[str], ran: list[str]) -> None:
-    """Run one section if it is ``chosen`` and print its JSON lines."""
-    if name not in chosen:
-        return
-    ran.append(name)
+def section(name: str, call, failures: list) -> None:
+    """Run one section and print its JSON lines; a failure is recorded and the next section still runs."""
     start = time.perf_counter()
     try:
         result = call()
@@ -352,37 +354,29 @@ def main() -> None:
         config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, vocab_size=2000)
         args.steps, args.generations, args.batch_size, args.max_tokens = 1, 4, 2, 8
-    failures: list[str] = []
     deepspeed_dir = ROOT / "configs" / "deepspeed"
-    jsons = sorted(deepspeed_dir.glob("*.json"))
-    chosen = chosen_sections(args.only, section_names(on_gpu, [path.name for path in jsons]))
-    ran: list[str] = []
-    run = functools.partial(section, failures=failures, chosen=chosen, ran=ran)
-    run("environment", environment)
+    failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model(Path(tmp) / "model", config)
-        run("recipe", lambda: recipe(folder, args, Path(tmp) / "runs", on_gpu))
+        model = functools.cache(lambda: build_model(Path(tmp) / "model", config))  # built once, if a section needs it
+        plan = {"environment": environment, "recipe": lambda: recipe(model(), args, Path(tmp) / "runs", on_gpu)}
         if on_gpu:
             for name in ("zero2.json", "zero2_offload.json"):
-                run(f"train:{name}", lambda n=name: train(folder, args, str(deepspeed_dir / n)))
-            run("train:zero2.json+compile_layers",
-                lambda: train(folder, args, str(deepspeed_dir / "zero2.json"), compile_layers=True))
+                plan[f"train:{name}"] = lambda n=name: train(model(), args, str(deepspeed_dir / n))
+            plan["train:zero2.json+compile_layers"] = lambda: train(model(), args, str(deepspeed_dir / "zero2.json"),
+                                                                   compile_layers=True)
         else:
-            run("train:cpu", lambda: train(folder, args, None))
-            run("train:cpu+compile_layers", lambda: train(folder, args, None, compile_layers=True))
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if on_gpu else "gloo", rank=0, world_size=1)
-    if on_gpu:
-        torch.cuda.set_device(0)
-    for path in jsons:
-        run(f"nan_skip:{path.name}", lambda p=path: nan_skip(p))
-    run("colocate", lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None))
-    run("mpi", lambda: {"mpi_initialised": mpi_initialised()})
-    if on_gpu:
-        run("placement", placement)
-    failures += sorted(chosen - set(ran))  # listed in section_names but never run: this script's own bug
+            plan["train:cpu"] = lambda: train(model(), args, None)
+            plan["train:cpu+compile_layers"] = lambda: train(model(), args, None, compile_layers=True)
+        for path in sorted(deepspeed_dir.glob("*.json")):
+            plan[f"nan_skip:{path.name}"] = lambda p=path: nan_skip(p, on_gpu)
+        plan["colocate"] = lambda: colocate(torch.cuda.get_device_properties(0).total_memory if on_gpu else None)
+        plan["mpi"] = lambda: {"mpi_initialised": mpi_initialised()}
+        if on_gpu:
+            plan["placement"] = placement
+        chosen = chosen_sections(args.only, list(plan))
+        for name, call in plan.items():
+            if name in chosen:
+                section(name, call, failures)
     print(json.dumps({"failed_sections": failures}), flush=True)
     raise SystemExit(len(failures))
 

@@ -38,7 +38,7 @@ from r1lit.cli.resume import resolve_ckpt_path
 from r1lit.cli.run_folder import RunFolder, keep_csv_history
 from r1lit.rollout.vllm.base import VLLMSettings
 from r1lit.training.deepspeed import resolve_deepspeed_json
-from r1lit.training.distributed import end_process_group_at_exit, keep_process_group_at_exit
+from r1lit.training.distributed import end_process_group_at_exit, keep_process_group_at_exit, process_group_alive
 
 
 class R1LitCLI(LightningCLI):
@@ -124,7 +124,7 @@ def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if args is None else list(args)
     STARTUP.hold()
-    group_existed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    group_existed = process_group_alive()
     try:
         if argv[:1] == ["export"]:  # not a Trainer subcommand: its own small parser
             from r1lit.policy.export import main as export_main

@@ -12,8 +12,13 @@ import torch.distributed as dist
 from torch import Tensor
 
 
+def process_group_alive() -> bool:
+    """Whether this process has a default process group (made by Lightning's strategy, or by the caller)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if process_group_alive() else 1
 
 
 def max_over_ranks(value: int) -> int:
@@ -51,10 +56,9 @@ def gather_objects(obj) -> list:
     return out
 
 
-
 def end_process_group() -> None:
     """Destroy the default process group if one is alive."""
-    if dist.is_available() and dist.is_initialized():
+    if process_group_alive():
         dist.destroy_process_group()
 
 
@@ -63,7 +67,7 @@ def end_process_group_at_exit(existed_before: bool) -> None:
     alive; torch's NCCL backend then warns at exit that it leaks resources (seen with torch 2.11 on an H200). At exit,
     not now: DeepSpeed caches the group, and a second fit in the same process (a notebook, a sweep) reuses it. A group
     the caller made (``existed_before``) is the caller's to end."""
-    if not existed_before and dist.is_available() and dist.is_initialized():
+    if not existed_before and process_group_alive():
         atexit.unregister(end_process_group)  # once, however many fits ran
         atexit.register(end_process_group)
 

@@ -12,6 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def gpu_check(*args: str, port: int, timeout: int = 300) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``dev/gpu_check.py --dry-run *args`` with its own rendezvous port; (the process, its JSON lines)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT=str(port))
+    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    return done, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
 def test_gpu_check_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "dev" / "gpu_check.sh")], check=True, timeout=30)
 
@@ -19,11 +28,7 @@ def test_gpu_check_script_parses():
 @pytest.mark.slow
 @pytest.mark.deepspeed
 def test_gpu_check_dry_run_passes_every_section():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT="29533")
-    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run"], capture_output=True,
-                          text=True, timeout=600, env=env)
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    done, lines = gpu_check(port=29533, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {line["section"]: line["result"] for line in lines if "result" in line}
     assert {"environment", "recipe", "train:cpu", "train:cpu+compile_layers", "nan_skip:zero2.json",
@@ -35,13 +40,9 @@ def test_gpu_check_dry_run_passes_every_section():
 
 
 def test_gpu_check_runs_only_the_sections_asked_for():
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT="29534")
     for only, ran in ((" colocate , mpi", ["colocate", "mpi"]), ("nan_skip", ["nan_skip:zero2.json",
                       "nan_skip:zero2_offload.json", "nan_skip:zero3.json"]), ("train:cpu", ["train:cpu"])):
-        done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", only],
-                              capture_output=True, text=True, timeout=300, env=env)
-        lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        done, lines = gpu_check("--only", only, port=29534)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         # an exact name picks that section alone (train:cpu, not train:cpu+compile_layers); a prefix every match
         assert [line["section"] for line in lines if "result" in line] == ran
@@ -54,8 +55,7 @@ def test_gpu_check_runs_only_the_sections_asked_for():
     ("placement", "--only 'placement' picks no section"),  # a GPU-only section, asked for on CPU
 ])
 def test_gpu_check_refuses_a_section_it_does_not_have(only, message):
-    done = subprocess.run([sys.executable, str(ROOT / "dev" / "gpu_check.py"), "--dry-run", "--only", only],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done, _ = gpu_check("--only", only, port=29535)
     assert done.returncode == 1 and message in done.stderr
     assert "train:cpu+compile_layers" in done.stderr  # the sections it has are listed
     assert '"section"' not in done.stdout  # refused before anything ran
