@@ -34,6 +34,7 @@ from r1lit.grpo.optimise import PolicyUpdate, check_batch_layout
 from r1lit.policy.compile import check_compile_zero_stage, compile_decoder_layers
 from r1lit.policy.config import PolicyConfig
 from r1lit.policy.loading import disable_dropout_in_model, load_policy, load_tokenizer
+from r1lit.policy.logit_kernels import LogitKernels
 from r1lit.policy.logprobs import CompletionLogprobs
 from r1lit.policy.shared_prefix import SharedPrefixLogprobs
 from r1lit.producer.difficulty import DifficultyFilter
@@ -140,7 +141,8 @@ class GRPOModule(L.LightningModule):
                                         dynamic_sampling, difficulty_filter, one_step_off=async_generation)
         chunk = policy.logprob_chunk_tokens
         scorer = SharedPrefixLogprobs if policy.shared_prefix else CompletionLogprobs
-        self.completion_logprobs = scorer(sampling.temperature, chunk or 1, chunked=chunk is not None)
+        self.completion_logprobs = scorer(sampling.temperature, chunk or 1, chunked=chunk is not None,
+                                          kernels=LogitKernels(compiled=policy.compile_logprobs))
         self.nonfinite = NonFiniteGuard(max_consecutive_nonfinite)
         self.update = PolicyUpdate(self.loss, self.completion_logprobs, micro_batch_size, num_iterations,
                                    sampling.max_tokens, max_grad_norm, self.nonfinite)

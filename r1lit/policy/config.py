@@ -30,6 +30,11 @@ class PolicyConfig:
     a 2-core CPU; seconds when torch's compile cache already holds it); SmolLM2's optimisation phase then takes 8 %
     less time and its peak memory 14 % less (docs/benchmarks.md, "Compiled decoder layers"). HF generation runs the
     layers eager. Not with ZeRO-3."""
+    compile_logprobs: bool = False
+    """Compile the LM head's per-chunk log-prob math (logsumexp, entropy and the logits' gradient over the
+    vocabulary) with torch.compile: each becomes one or two fused passes over a chunk's logits instead of several.
+    Costs a few seconds of compile at the first step (none when torch's compile cache already holds it);
+    docs/shared-prefix.md, "The LM head's log-probs", has its measured share."""
     disable_dropout: bool = True
     """Turn dropout off in the policy and the reference (TRL's ``disable_dropout``). With it on, log-probs of the
     same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1."""

@@ -2,9 +2,10 @@
 
 The usual path runs the model to logits ``[n, T, V]`` and takes a log-softmax: with Qwen's 151,936-token vocabulary,
 16 completions of 1,024 tokens are 10 GB of float32 logits, kept for backward. Here the decoder runs to its last
-hidden states ``[n, T, H]`` and the LM head is applied ``chunk_tokens`` tokens at a time inside an activation
-checkpoint, so forward and backward each hold one chunk's logits ``[chunk, V]`` at a time. The LM head is called as
-a module (not through its weight), so DeepSpeed ZeRO-3 still gathers it.
+hidden states ``[n, T, H]`` and the LM head is applied ``chunk_tokens`` tokens at a time, so forward and backward
+each hold one chunk's logits ``[chunk, V]`` at a time: a plain linear head through ``HeadLogprobs`` (one autograd
+node, its weight cast once per pass), any other head called as a module per chunk inside an activation checkpoint
+(so DeepSpeed ZeRO-3, whose partitioned weight only the module's forward gathers, takes this route).
 
 ``lm_parts`` finds the decoder and head of a transformers causal LM; models whose logits are more than
 ``head(decoder(x))`` (soft-capping, scaling) are detected by ``matches_full_logits`` and keep the usual path.
@@ -20,6 +21,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from r1lit.grpo.entropy import token_entropy
+from r1lit.policy.lm_head import HeadLogprobs, plain_head_weight
+from r1lit.policy.logit_kernels import LogitKernels, logit_stats, logits_grad
 
 EntropyMode = Literal["none", "metric", "grad"]
 
@@ -54,7 +57,8 @@ def target_logprobs(logits: Tensor, targets: Tensor, entropy: EntropyMode = "non
 
 class LogitsToLogprobs(torch.autograd.Function):
     """log p(target) under softmax(logits / T) from logits of any float dtype, with a backward that writes the
-    logits' gradient g · (onehot(target) − softmax) / T in a few in-place passes over one float32 copy.
+    logits' gradient g · (onehot(target) − softmax) / T in a few in-place passes over one float32 copy
+    (``logit_kernels``).
 
     Autograd's own graph for the same formula (cast, divide, logsumexp, gather, subtract) keeps a float32 copy of
     the logits for backward and walks the [..., V] tensor about ten times there: with SmolLM2's 49,152-token
@@ -64,29 +68,23 @@ class LogitsToLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool):
-        x = logits.float() if temperature == 1.0 else logits.float() / temperature  # [..., V] float32
-        lse = torch.logsumexp(x, dim=-1)  # [...]
-        picked = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # [...]
+        V = logits.shape[-1]
+        picked, lse, entropy = logit_stats(logits.reshape(-1, V), targets.reshape(-1), 1.0 / temperature, with_entropy)
         ctx.save_for_backward(logits, targets, lse)
         ctx.temperature = temperature
         if not with_entropy:
-            return picked, None
-        entropy = token_entropy(x, lse)
+            return picked.view(targets.shape), None
+        entropy = entropy.view(targets.shape)
         ctx.mark_non_differentiable(entropy)
-        return picked, entropy
+        return picked.view(targets.shape), entropy
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_entropy):
         logits, targets, lse = ctx.saved_tensors
-        g = grad.float().unsqueeze(-1)  # [..., 1]
-        x = logits.to(torch.float32, copy=True)  # [..., V], a copy even when float32: the rest is in place
-        if ctx.temperature != 1.0:
-            x.div_(ctx.temperature)
-        x.sub_(lse.unsqueeze(-1)).exp_().mul_(-g)  # −g · softmax
-        x.scatter_add_(-1, targets.unsqueeze(-1), g)  # + g at the target
-        if ctx.temperature != 1.0:
-            x.div_(ctx.temperature)
-        return x.to(logits.dtype), None, None, None
+        V = logits.shape[-1]
+        d_logits = logits_grad(logits.reshape(-1, V), targets.reshape(-1), lse, grad.float().reshape(-1),
+                               1.0 / ctx.temperature)
+        return d_logits.view(logits.shape), None, None, None
 
 
 def logits_logprobs(logits: Tensor, targets: Tensor, temperature: float,
@@ -119,15 +117,23 @@ def full_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, ent
 
 
 def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float = 1.0,
-                  chunk_tokens: int = 1024, entropy: EntropyMode = "none") -> tuple[Tensor, Tensor | None]:
+                  chunk_tokens: int = 1024, entropy: EntropyMode = "none",
+                  kernels: LogitKernels | None = None) -> tuple[Tensor, Tensor | None]:
     """Log-probs of ``targets`` under softmax(head(hidden) / temperature), ``chunk_tokens`` at a time, and their
     entropies when asked (``"metric"``: without gradient; ``"grad"``: with it).
 
     hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32 or
-    None). With gradients on, each chunk is checkpointed: its logits are recomputed in backward, not kept.
+    None). A plain linear head goes through ``HeadLogprobs`` (its weight cast once, ``kernels``' math per chunk);
+    other heads and the entropy's gradient call the head per chunk, each chunk checkpointed: either way a chunk's
+    logits are recomputed in backward, not kept.
     """
     n, T = targets.shape
     flat_hidden, flat_targets = hidden.reshape(n * T, hidden.shape[-1]), targets.reshape(n * T)
+    weight = plain_head_weight(head)
+    if weight is not None and entropy != "grad" and n * T > 0:
+        logps, ent = HeadLogprobs.apply(flat_hidden, weight, flat_targets, temperature, chunk_tokens,
+                                        entropy == "metric", kernels or LogitKernels())  # [n·T] each
+        return logps.view(n, T), (None if ent is None else ent.view(n, T))
     grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in head.parameters()))
     logps, entropies = [], []
     for start in range(0, n * T, chunk_tokens):
@@ -168,8 +174,10 @@ class CompletionLogprobs:
     """Log-probs (and entropies) of a batch's completion tokens under a model: through the chunked LM head where
     ``matches_full_logits`` says the model allows it (checked once per model), else through its full logits."""
 
-    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True):
+    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True,
+                 kernels: LogitKernels | None = None):
         self.temperature, self.chunk_tokens, self.chunked = temperature, chunk_tokens, chunked
+        self.kernels = kernels or LogitKernels()
         self._paths: dict[int, bool] = {}
 
     def uses_chunks(self, model: nn.Module) -> bool:
@@ -190,6 +198,6 @@ class CompletionLogprobs:
             decoder, head = lm_parts(model)
             hidden = decoder(**inputs).last_hidden_state  # [n, P + width, H]
             hidden = hidden[:, hidden.shape[1] - width - 1:-1]  # [n, width, H]: position t predicts token t
-            return head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy)
+            return head_logprobs(head, hidden, targets, self.temperature, self.chunk_tokens, entropy, self.kernels)
         logits = model(**inputs, logits_to_keep=width + 1).logits[:, :-1]  # [n, width, V]
         return full_logprobs(logits, targets, self.temperature, entropy)

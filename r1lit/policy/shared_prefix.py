@@ -36,6 +36,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from r1lit.policy.compile import eager_layers
+from r1lit.policy.logit_kernels import LogitKernels
 from r1lit.policy.logprobs import CompletionLogprobs, EntropyMode, full_logprobs, head_logprobs, lm_parts
 
 # attention implementations that take a custom 4-D mask: bool for sdpa, additive for eager
@@ -220,7 +221,8 @@ class SharedPrefixLogprobs:
     """``CompletionLogprobs``'s contract with each distinct prompt of a micro-batch computed once (see the module
     docstring); models that cannot take the packed layout use ``CompletionLogprobs`` itself, with one warning."""
 
-    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True, row_tokens: int = 2048):
+    def __init__(self, temperature: float, chunk_tokens: int = 1024, chunked: bool = True, row_tokens: int = 2048,
+                 kernels: LogitKernels | None = None):
         """
         Args:
             temperature: the sampling temperature; log-probs are of softmax(logits / temperature).
@@ -229,10 +231,12 @@ class SharedPrefixLogprobs:
             row_tokens: the most tokens in one packed row; a group longer than this is split, each part with its
                 own copy of the prompt. Rows are as long as the longest group (or part), and attention over a row
                 costs the square of its length.
+            kernels: the LM head's per-chunk log-prob math, eager or compiled (as ``CompletionLogprobs``).
         """
         if row_tokens < 1:
             raise ValueError(f"row_tokens must be >= 1, got {row_tokens}")
-        self.unshared = CompletionLogprobs(temperature, chunk_tokens, chunked)
+        self.unshared = CompletionLogprobs(temperature, chunk_tokens, chunked, kernels)
+        self.kernels = self.unshared.kernels
         self.temperature, self.chunk_tokens, self.chunked = temperature, chunk_tokens, chunked
         self.row_tokens = row_tokens
         self._shares: dict[int, bool] = {}
@@ -306,7 +310,7 @@ class SharedPrefixLogprobs:
             decoder, head = lm_parts(model)
             hidden = decoder(**inputs).last_hidden_state  # [R, L, H]
             logps, ent = head_logprobs(head, hidden[packed.source].unsqueeze(0), targets, self.temperature,
-                                       self.chunk_tokens, entropy)  # [1, M] each
+                                       self.chunk_tokens, entropy, self.kernels)  # [1, M] each
         else:
             keep = torch.unique(packed.source[1])  # [K] sorted: the columns whose logits are needed
             logits = model(**inputs, logits_to_keep=keep).logits  # [R, K, V]

@@ -1,0 +1,86 @@
+"""Log-probs through a plain linear LM head as one autograd node: the head's weight cast once per pass, each chunk's
+logits reduced once in forward and recomputed once in backward.
+
+The general route (``head_logprobs`` calling the head module per chunk inside an activation checkpoint) pays, per
+chunk under bf16 autocast: a cast of the float32 weight [V, H] in forward and again in the recompute, the
+reductions (logsumexp, entropy) twice, and a bf16 weight gradient that autograd casts to float32 and adds.
+``HeadLogprobs`` casts the weight once per pass, keeps each token's logsumexp from forward, and in backward turns a
+chunk's recomputed logits into their gradient in one pass (``logits_grad``), accumulating the weight's gradient in
+float32. Memory is the general route's: one chunk's logits [c, V] at a time, plus the weight's cast and gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from r1lit.policy.logit_kernels import LogitKernels
+
+
+def plain_head_weight(head: nn.Module) -> Tensor | None:
+    """The head's weight [V, H] when the head is ``x @ weight.T`` with the whole weight in this process, else None.
+
+    A DeepSpeed ZeRO-3 parameter (it carries ``ds_id``, DeepSpeed 0.19) holds only its partition outside the
+    module's own forward, which gathers it: such heads are called as modules."""
+    if type(head) is not nn.Linear or head.bias is not None or hasattr(head.weight, "ds_id"):
+        return None
+    return head.weight
+
+
+def compute_dtype(weight: Tensor) -> torch.dtype:
+    """The dtype the head's matmul runs in: autocast's where it is on (as ``nn.Linear`` would), else the weight's."""
+    device = weight.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+
+
+class HeadLogprobs(torch.autograd.Function):
+    """hidden [M, H], weight [V, H], targets [M] → (log p(target) [M] float32 with gradient to hidden and weight,
+    entropy [M] float32 or None, without gradient), of softmax(hidden @ weight.T / temperature), ``chunk_tokens``
+    tokens at a time."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float, chunk_tokens: int,
+                with_entropy: bool, kernels: LogitKernels):
+        dtype = compute_dtype(weight)
+        M = hidden.shape[0]
+        logps = torch.empty(M, dtype=torch.float32, device=hidden.device)
+        lse = torch.empty_like(logps)
+        entropy = torch.empty_like(logps) if with_entropy else None
+        with torch.autocast(hidden.device.type, enabled=False):  # dtypes are set here, as autocast would set them
+            w = weight.to(dtype)  # [V, H], once for all chunks
+            for start in range(0, M, chunk_tokens):
+                rows = slice(start, start + chunk_tokens)
+                logits = hidden[rows].to(dtype) @ w.T  # [c, V]
+                lp, ls, ent = kernels.stats(logits, targets[rows], 1.0 / temperature, with_entropy)  # [c] each
+                logps[rows], lse[rows] = lp, ls
+                if with_entropy:
+                    entropy[rows] = ent
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.dtype, ctx.temperature, ctx.chunk_tokens, ctx.kernels = dtype, temperature, chunk_tokens, kernels
+        if with_entropy:
+            ctx.mark_non_differentiable(entropy)
+        return logps, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logps: Tensor, _grad_entropy):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        dtype, chunk = ctx.dtype, ctx.chunk_tokens
+        grad = grad_logps.float()  # [M]
+        with torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(dtype)  # [V, H]
+            d_hidden = torch.empty_like(hidden) if need_hidden else None  # [M, H]
+            d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+            for start in range(0, hidden.shape[0], chunk):
+                rows = slice(start, start + chunk)
+                h = hidden[rows].to(dtype)  # [c, H]
+                d_logits = ctx.kernels.grad(h @ w.T, targets[rows], lse[rows], grad[rows], 1.0 / ctx.temperature)
+                if need_hidden:
+                    d_hidden[rows] = d_logits @ w  # [c, H]
+                if need_weight:  # [V, H], summed over chunks in float32
+                    if dtype == torch.float32:
+                        d_weight.addmm_(d_logits.T, h)
+                    else:
+                        d_weight.add_(d_logits.T @ h)
+        d_weight = d_weight.to(weight.dtype) if need_weight else None
+        return d_hidden, d_weight, None, None, None, None, None
