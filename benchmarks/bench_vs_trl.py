@@ -15,10 +15,10 @@ per step in both.
 Settings: ``best`` = bf16 autocast + gradient checkpointing in both (fp32 weights); ``fp32`` = no autocast, no
 checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + checkpointing, so its fp32 run sets
 ``bf16=False, gradient_checkpointing=False`` explicitly; ``vllm`` = best, r1lit generating with its vLLM CPU engine;
-``fast`` = r1lit's fastest (vLLM compiled, the policy's decoder layers compiled, no checkpointing, eager attention)
-against TRL's best; for A/B runs of each compile, ``fast_eager`` = fast with vLLM's model eager and
-``fast_layers_eager`` = fast with the policy's layers eager (neither runs unless named: ``--settings fast
-fast_layers_eager --only r1lit``). Runs go TRL, r1lit, TRL, r1lit … per setting and repeat.
+``fast`` = r1lit's fastest (vLLM compiled, the policy's decoder layers and the LM head's log-prob math compiled, no
+checkpointing, eager attention) against TRL's best; for A/B runs of each compile, ``fast_eager`` = fast with vLLM's
+model eager, ``fast_layers_eager`` = fast with the policy's layers eager and ``fast_logprobs_eager`` = fast with the
+log-prob math eager (none runs unless named: ``--settings fast fast_layers_eager --only r1lit``). Runs go TRL, r1lit, TRL, r1lit … per setting and repeat.
 
 Per step: TRL's time from a TrainerCallback (on_step_begin → on_step_end: generation, rewards, reference forward,
 policy forward/backward, optimizer step); r1lit's logged ``step_time`` (training_step: the same stages; manual
@@ -83,23 +83,28 @@ SETTINGS = {  # extra arguments of each implementation's command
 # r1lit's fastest here: vllm without checkpointing (more memory), eager attention (on CPU the SDPA kernel takes
 # twice as long as eager's bf16 matmuls at these short rows: docs/benchmarks.md, "Attention kernels on CPU"),
 # vLLM's model compiled (less generation time for ~40 s more at the engine's start, outside the timed steps:
-# docs/benchmarks.md, "2026-12-04, fast with vLLM compiled") and the policy's decoder layers compiled (a compile in
-# the first step, outside the medians: docs/benchmarks.md, "Compiled decoder layers")
+# docs/benchmarks.md, "2026-12-04, fast with vLLM compiled"), the policy's decoder layers and the LM head's log-prob
+# math compiled (compiles in the first step, outside the medians: docs/benchmarks.md, "Compiled decoder layers" and
+# "Compiled log-prob math")
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],
                     "r1lit": [*(a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a),
                               "--model.policy.attn_implementation=eager", "--model.engine.enforce_eager=false",
-                              "--model.policy.compile_layers=true"]}
+                              "--model.policy.compile_layers=true", "--model.policy.compile_logprobs=true"]}
 # fast with vLLM's model eager: run beside fast (--settings fast fast_eager --only r1lit) for the compile's share
 SETTINGS["fast_eager"] = {"trl": SETTINGS["fast"]["trl"],
                           "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "enforce_eager" not in a]}
+# fast with the LM head's log-prob math eager: run beside fast for the share of compile_logprobs
+SETTINGS["fast_logprobs_eager"] = {"trl": SETTINGS["fast"]["trl"],
+                                   "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "compile_logprobs" not in a]}
 # fast with the policy's layers eager: run beside fast for the share of compile_layers
 SETTINGS["fast_layers_eager"] = {"trl": SETTINGS["fast"]["trl"],
                                  "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "compile_layers" not in a]}
 DESCRIBE = {"best": "bf16 autocast + gradient checkpointing", "fp32": "fp32, no checkpointing",
             "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate",
-            "fast": "r1lit: bf16 autocast + vLLM and decoder layers compiled, no checkpointing, eager attention; TRL: best",
+            "fast": "r1lit: bf16 autocast + vLLM, decoder layers and log-prob math compiled, no checkpointing, eager attention; TRL: best",
             "fast_eager": "fast with vLLM's model eager (enforce_eager, r1lit's default)",
-            "fast_layers_eager": "fast with the policy's decoder layers eager (compile_layers off, r1lit's default)"}
+            "fast_layers_eager": "fast with the policy's decoder layers eager (compile_layers off, r1lit's default)",
+            "fast_logprobs_eager": "fast with the LM head's log-prob math eager (compile_logprobs off, r1lit's default)"}
 
 
 def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
@@ -258,7 +263,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="how many times each pair runs (TRL, r1lit, TRL, r1lit …)")
     parser.add_argument("--only", choices=["trl", "r1lit"], default=None, help="run one implementation only")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS),
-                        default=[name for name in SETTINGS if name not in ("fast_eager", "fast_layers_eager")])
+                        default=[name for name in SETTINGS if not name.startswith("fast_")])
     parser.add_argument("--smoke", action="store_true", help="2 steps, 2 prompts × 2 samples, 8 tokens, 1 repeat")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench_vs_trl")
     parser.add_argument("--trl-python", default=str(ROOT / ".venv-trl" / "bin" / "python"), help="from `make trl-env`")
