@@ -85,11 +85,13 @@ SETTINGS = {  # extra arguments of each implementation's command
 # vLLM's model compiled (less generation time for ~40 s more at the engine's start, outside the timed steps:
 # docs/benchmarks.md, "2026-12-04, fast with vLLM compiled"), the policy's decoder layers and the LM head's log-prob
 # math compiled (compiles in the first step, outside the medians: docs/benchmarks.md, "Compiled decoder layers" and
-# "Compiled log-prob math")
+# "Compiled log-prob math"), and LM-head chunks of 1,024 tokens (a step's ~870 scored tokens in one chunk, whose
+# logits are then kept for backward, not recomputed: 85 MB of bf16 logits)
 SETTINGS["fast"] = {"trl": SETTINGS["best"]["trl"],
                     "r1lit": [*(a for a in SETTINGS["vllm"]["r1lit"] if "gradient_checkpointing" not in a),
                               "--model.policy.attn_implementation=eager", "--model.engine.enforce_eager=false",
-                              "--model.policy.compile_layers=true", "--model.policy.compile_logprobs=true"]}
+                              "--model.policy.compile_layers=true", "--model.policy.compile_logprobs=true",
+                              "--model.policy.logprob_chunk_tokens=1024"]}
 # fast with vLLM's model eager: run beside fast (--settings fast fast_eager --only r1lit) for the compile's share
 SETTINGS["fast_eager"] = {"trl": SETTINGS["fast"]["trl"],
                           "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "enforce_eager" not in a]}

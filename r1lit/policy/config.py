@@ -40,7 +40,8 @@ class PolicyConfig:
     same weights differ between passes: step 1's ``kl`` is not 0 and the ratio is not 1."""
     logprob_chunk_tokens: int | None = 256
     """Tokens per chunk when the LM head turns hidden states into log-probs: the full vocabulary's logits exist
-    for one chunk at a time (forward and backward), never for a whole micro-batch. Models whose logits are more
+    for one chunk at a time (forward and backward), never for a whole micro-batch. A pass that fits in one chunk
+    keeps its logits for backward (no recompute): raise it on small rollouts where memory allows. Models whose logits are more
     than head(decoder(x)) keep their full logits; None = always the full logits (for comparisons)."""
     shared_prefix: bool = True
     """Compute each distinct prompt once per micro-batch: its G completions attend to one copy of its keys and

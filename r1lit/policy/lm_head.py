@@ -6,7 +6,8 @@ chunk under bf16 autocast: a cast of the float32 weight [V, H] in forward and ag
 reductions (logsumexp, entropy) twice, and a bf16 weight gradient that autograd casts to float32 and adds.
 ``HeadLogprobs`` casts the weight once per pass, keeps each token's logsumexp from forward, and in backward turns a
 chunk's recomputed logits into their gradient in one pass (``logits_grad``), accumulating the weight's gradient in
-float32. Memory is the general route's: one chunk's logits [c, V] at a time, plus the weight's cast and gradient.
+float32. A pass that fits in one chunk keeps its logits from forward instead of recomputing them. Memory is the
+general route's: one chunk's logits [c, V] at a time, plus the weight's cast and gradient.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def compute_dtype(weight: Tensor) -> torch.dtype:
 
 class HeadLogprobs(torch.autograd.Function):
     """hidden [M, H], weight [V, H], targets [M] → (log p(target) [M] float32 with gradient to hidden and weight,
-    entropy [M] float32 or None, without gradient), of softmax(hidden @ weight.T / temperature), ``chunk_tokens``
-    tokens at a time."""
+    entropy [M] float32 or None, without gradient), of softmax(hidden @ weight.T / temperature), at most
+    ``chunk_tokens`` tokens at a time (``chunks``)."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float, chunk_tokens: int,
@@ -46,16 +47,18 @@ class HeadLogprobs(torch.autograd.Function):
         logps = torch.empty(M, dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(logps)
         entropy = torch.empty_like(logps) if with_entropy else None
+        kept = None  # a pass of one chunk keeps its logits for backward: the budget allows one chunk's logits
         with torch.autocast(hidden.device.type, enabled=False):  # dtypes are set here, as autocast would set them
             w = weight.to(dtype)  # [V, H], once for all chunks
-            for start in range(0, M, chunk_tokens):
-                rows = slice(start, start + chunk_tokens)
+            for rows in chunks(M, chunk_tokens):
                 logits = hidden[rows].to(dtype) @ w.T  # [c, V]
                 lp, ls, ent = kernels.stats(logits, targets[rows], 1.0 / temperature, with_entropy)  # [c] each
                 logps[rows], lse[rows] = lp, ls
                 if with_entropy:
                     entropy[rows] = ent
-        ctx.save_for_backward(hidden, weight, targets, lse)
+            if M <= chunk_tokens and any(ctx.needs_input_grad[:2]):
+                kept = logits
+        ctx.save_for_backward(hidden, weight, targets, lse, kept)
         ctx.dtype, ctx.temperature, ctx.chunk_tokens, ctx.kernels = dtype, temperature, chunk_tokens, kernels
         if with_entropy:
             ctx.mark_non_differentiable(entropy)
@@ -63,24 +66,30 @@ class HeadLogprobs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logps: Tensor, _grad_entropy):
-        hidden, weight, targets, lse = ctx.saved_tensors
+        hidden, weight, targets, lse, kept = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
-        dtype, chunk = ctx.dtype, ctx.chunk_tokens
+        dtype, M = ctx.dtype, hidden.shape[0]
         grad = grad_logps.float()  # [M]
+        d_hidden = torch.empty_like(hidden) if need_hidden else None  # [M, H]
+        d_weight = None  # [V, H] float32, summed over chunks
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)  # [V, H]
-            d_hidden = torch.empty_like(hidden) if need_hidden else None  # [M, H]
-            d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
-            for start in range(0, hidden.shape[0], chunk):
-                rows = slice(start, start + chunk)
+            for rows in chunks(M, ctx.chunk_tokens):
                 h = hidden[rows].to(dtype)  # [c, H]
-                d_logits = ctx.kernels.grad(h @ w.T, targets[rows], lse[rows], grad[rows], 1.0 / ctx.temperature)
+                logits = kept if kept is not None else h @ w.T  # [c, V]
+                d_logits = ctx.kernels.grad(logits, targets[rows], lse[rows], grad[rows], 1.0 / ctx.temperature)
                 if need_hidden:
                     d_hidden[rows] = d_logits @ w  # [c, H]
-                if need_weight:  # [V, H], summed over chunks in float32
-                    if dtype == torch.float32:
-                        d_weight.addmm_(d_logits.T, h)
-                    else:
-                        d_weight.add_(d_logits.T @ h)
+                if need_weight:
+                    part = d_logits.T @ h  # [V, H] in the matmul's dtype
+                    d_weight = part.float() if d_weight is None else d_weight.add_(part)
         d_weight = d_weight.to(weight.dtype) if need_weight else None
         return d_hidden, d_weight, None, None, None, None, None
+
+
+def chunks(total: int, chunk_tokens: int) -> list[slice]:
+    """``total`` rows in as few chunks of at most ``chunk_tokens`` as possible, of near-equal length: no chunk of one
+    row beside long ones (a compiled kernel specialises on length 1, so such a chunk would compile again)."""
+    count = -(-total // chunk_tokens)
+    bounds = [i * total // count for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from r1lit.policy.lm_head import HeadLogprobs, plain_head_weight
+from r1lit.policy.lm_head import HeadLogprobs, chunks, plain_head_weight
 from r1lit.policy.logit_kernels import LogitKernels, logit_stats, logits_grad
 from r1lit.policy.logprobs import head_logprobs
 
@@ -54,6 +54,16 @@ def test_logit_stats_by_hand():
     assert logit_stats(torch.full((1, 4), 7.0), torch.tensor([2]), 1.0, False)[2] is None
 
 
+def test_chunks_are_as_few_and_as_even_as_the_budget_allows():
+    """10 rows at most 4 a chunk: three chunks of 3, 3 and 4; 257 rows at most 256: 128 and 129, never 256 and a
+    lone row (a compiled kernel would compile again for it); a budget that fits everything: one chunk."""
+    sizes = lambda total, budget: [s.stop - s.start for s in chunks(total, budget)]  # noqa: E731
+    assert sizes(10, 4) == [3, 3, 4]
+    assert sizes(257, 256) == [128, 129]
+    assert sizes(5, 5) == [5] and sizes(5, 1000) == [5] and sizes(3, 1) == [1, 1, 1]
+    assert chunks(10, 4)[0].start == 0 and chunks(10, 4)[-1].stop == 10
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_logits_grad_by_hand(dtype):
     """d log p(0) / d logits = (onehot − p) / T: logits (ln 3, 0) at T = 1 → (1/4, −1/4), (2 ln 3, 0) at T = 2 →
@@ -87,16 +97,18 @@ def test_one_node_equals_the_module_route_in_fp32(chunk, entropy):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-def test_one_node_under_bf16_autocast_matches_the_module_route():
+@pytest.mark.parametrize("chunk", [4, 100])
+def test_one_node_under_bf16_autocast_matches_the_module_route(chunk):
     """Under bf16 autocast both routes run the head's matmul in bf16 on the same bf16 weight: the same log-probs,
     entropies and hidden gradient. The weight's gradient is float32; each chunk's part of it is a bf16 matmul in
     both, so both are within bf16 rounding of the fp32 gradient (the module route's own differs by as much between
-    chunk sizes), mine no further from it than the module route's."""
+    chunk sizes), mine no further from it than the module route's. Chunks of 4 recompute the logits in backward; one
+    chunk of 100 keeps them from forward."""
     plain, other = _heads(vocab=300, hidden=16)
     hidden, targets = torch.randn(2, 9, 16), torch.randint(0, 300, (2, 9))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mine, theirs = _run(plain, hidden, targets, 4, "metric"), _run(other, hidden, targets, 4, "metric")
-    fp32 = _run(plain, hidden, targets, 4, "metric")
+        mine, theirs = _run(plain, hidden, targets, chunk, "metric"), _run(other, hidden, targets, chunk, "metric")
+    fp32 = _run(plain, hidden, targets, chunk, "metric")
     assert mine[3].dtype == torch.float32 and mine[2].dtype == torch.float32
     torch.testing.assert_close(mine[0], theirs[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(mine[1], theirs[1], atol=1e-5, rtol=0)
