@@ -33,6 +33,7 @@ class PolicyConfig:
     compile_logprobs: bool = False
     """Compile the LM head's per-chunk log-prob math (logsumexp, entropy and the logits' gradient over the
     vocabulary) with torch.compile: each becomes one or two fused passes over a chunk's logits instead of several.
+    Applies to plain linear heads (``HeadLogprobs``); the full-logits path and the entropy bonus stay eager.
     Costs a few seconds of compile at the first step (none when torch's compile cache already holds it);
     docs/shared-prefix.md, "The LM head's log-probs", has its measured share."""
     disable_dropout: bool = True
@@ -41,8 +42,8 @@ class PolicyConfig:
     logprob_chunk_tokens: int | None = 256
     """Tokens per chunk when the LM head turns hidden states into log-probs: the full vocabulary's logits exist
     for one chunk at a time (forward and backward), never for a whole micro-batch. A pass that fits in one chunk
-    keeps its logits for backward (no recompute): raise it on small rollouts where memory allows. Models whose logits are more
-    than head(decoder(x)) keep their full logits; None = always the full logits (for comparisons)."""
+    keeps its logits for backward (no recompute): raise it on small rollouts where memory allows. Models whose
+    logits are more than head(decoder(x)) keep their full logits; None = always the full logits (for comparisons)."""
     shared_prefix: bool = True
     """Compute each distinct prompt once per micro-batch: its G completions attend to one copy of its keys and
     values in a packed row (same log-probs and gradients as computing every completion with its own copy of the

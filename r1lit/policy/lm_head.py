@@ -6,14 +6,16 @@ chunk under bf16 autocast: a cast of the float32 weight [V, H] in forward and ag
 reductions (logsumexp, entropy) twice, and a bf16 weight gradient that autograd casts to float32 and adds.
 ``HeadLogprobs`` casts the weight once per pass, keeps each token's logsumexp from forward, and in backward turns a
 chunk's recomputed logits into their gradient in one pass (``logits_grad``), accumulating the weight's gradient in
-float32. A pass that fits in one chunk keeps its logits from forward instead of recomputing them. Memory is the
-general route's: one chunk's logits [c, V] at a time, plus the weight's cast and gradient.
+float32. A pass that fits in one chunk keeps its logits [M, V] from forward to backward instead of recomputing
+them (the chunk budget allows that much). Otherwise memory is the general route's: one chunk's logits [c, V] (and
+their float32 copies in the kernels) at a time, plus the weight's cast and gradient. No double backward.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from r1lit.policy.logit_kernels import LogitKernels
 
@@ -65,6 +67,7 @@ class HeadLogprobs(torch.autograd.Function):
         return logps, entropy
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_logps: Tensor, _grad_entropy):
         hidden, weight, targets, lse, kept = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[:2]
@@ -73,23 +76,27 @@ class HeadLogprobs(torch.autograd.Function):
         d_hidden = torch.empty_like(hidden) if need_hidden else None  # [M, H]
         d_weight = None  # [V, H] float32, summed over chunks
         with torch.autocast(hidden.device.type, enabled=False):
-            w = weight.to(dtype)  # [V, H]
+            w = weight.to(dtype) if kept is None or need_hidden else None  # [V, H]
             for rows in chunks(M, ctx.chunk_tokens):
                 h = hidden[rows].to(dtype)  # [c, H]
                 logits = kept if kept is not None else h @ w.T  # [c, V]
                 d_logits = ctx.kernels.grad(logits, targets[rows], lse[rows], grad[rows], 1.0 / ctx.temperature)
+                del logits  # before the next chunk's are made
                 if need_hidden:
                     d_hidden[rows] = d_logits @ w  # [c, H]
-                if need_weight:
-                    part = d_logits.T @ h  # [V, H] in the matmul's dtype
-                    d_weight = part.float() if d_weight is None else d_weight.add_(part)
+                if need_weight:  # [V, H]: each chunk's part in the matmul's dtype, the sum in float32
+                    d_weight = (d_logits.T @ h).float() if d_weight is None else d_weight.add_(d_logits.T @ h)
+                del d_logits
         d_weight = d_weight.to(weight.dtype) if need_weight else None
         return d_hidden, d_weight, None, None, None, None, None
 
 
 def chunks(total: int, chunk_tokens: int) -> list[slice]:
-    """``total`` rows in as few chunks of at most ``chunk_tokens`` as possible, of near-equal length: no chunk of one
-    row beside long ones (a compiled kernel specialises on length 1, so such a chunk would compile again)."""
+    """``total`` rows in as few chunks of at most ``chunk_tokens`` as possible, of near-equal length: a chunk of one
+    row beside long ones (a compiled kernel specialises on length 1, so it would compile again) only when
+    ``chunk_tokens`` is below 3. No rows, no chunks."""
+    if total <= 0:
+        return []
     count = -(-total // chunk_tokens)
     bounds = [i * total // count for i in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]

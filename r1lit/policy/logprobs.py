@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from r1lit.grpo.entropy import token_entropy
@@ -68,23 +69,19 @@ class LogitsToLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool):
-        V = logits.shape[-1]
-        picked, lse, entropy = logit_stats(logits.reshape(-1, V), targets.reshape(-1), 1.0 / temperature, with_entropy)
+        # [..., V] as given: a sliced batch of logits cannot be flattened without a copy of all of it
+        picked, lse, entropy = logit_stats(logits, targets, 1.0 / temperature, with_entropy)  # [...] each
         ctx.save_for_backward(logits, targets, lse)
         ctx.temperature = temperature
-        if not with_entropy:
-            return picked.view(targets.shape), None
-        entropy = entropy.view(targets.shape)
-        ctx.mark_non_differentiable(entropy)
-        return picked.view(targets.shape), entropy
+        if with_entropy:
+            ctx.mark_non_differentiable(entropy)
+        return picked, entropy
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor, _grad_entropy):
         logits, targets, lse = ctx.saved_tensors
-        V = logits.shape[-1]
-        d_logits = logits_grad(logits.reshape(-1, V), targets.reshape(-1), lse, grad.float().reshape(-1),
-                               1.0 / ctx.temperature)
-        return d_logits.view(logits.shape), None, None, None
+        return logits_grad(logits, targets, lse, grad.float(), 1.0 / ctx.temperature), None, None, None
 
 
 def logits_logprobs(logits: Tensor, targets: Tensor, temperature: float,
@@ -123,9 +120,9 @@ def head_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, temperature:
     entropies when asked (``"metric"``: without gradient; ``"grad"``: with it).
 
     hidden: [n, T, H]; targets: [n, T]. Returns (logps [n, T] float32 with gradient, entropy [n, T] float32 or
-    None). A plain linear head goes through ``HeadLogprobs`` (its weight cast once, ``kernels``' math per chunk);
-    other heads and the entropy's gradient call the head per chunk, each chunk checkpointed: either way a chunk's
-    logits are recomputed in backward, not kept.
+    None). A plain linear head goes through ``HeadLogprobs`` (its weight cast once, ``kernels``' math per chunk; a
+    pass of one chunk keeps its logits for backward); other heads and the entropy's gradient call the head per
+    chunk, each chunk checkpointed. Otherwise a chunk's logits are recomputed in backward, not kept.
     """
     n, T = targets.shape
     flat_hidden, flat_targets = hidden.reshape(n * T, hidden.shape[-1]), targets.reshape(n * T)

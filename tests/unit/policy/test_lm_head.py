@@ -60,7 +60,7 @@ def test_chunks_are_as_few_and_as_even_as_the_budget_allows():
     sizes = lambda total, budget: [s.stop - s.start for s in chunks(total, budget)]  # noqa: E731
     assert sizes(10, 4) == [3, 3, 4]
     assert sizes(257, 256) == [128, 129]
-    assert sizes(5, 5) == [5] and sizes(5, 1000) == [5] and sizes(3, 1) == [1, 1, 1]
+    assert sizes(5, 5) == [5] and sizes(5, 1000) == [5] and sizes(3, 1) == [1, 1, 1] and chunks(0, 4) == []
     assert chunks(10, 4)[0].start == 0 and chunks(10, 4)[-1].stop == 10
 
 
@@ -137,22 +137,51 @@ def test_bf16_weights_get_a_bf16_gradient_summed_in_float32():
     assert cosine > 0.999
 
 
-def test_frozen_parts_get_no_gradient():
+@pytest.mark.parametrize("chunk", [3, 100])
+def test_frozen_parts_get_no_gradient(chunk):
     """A frozen head gives the hidden states their gradient and itself none; frozen hidden states the reverse; with
-    no gradient anywhere (a reference's pass) only the values."""
+    no gradient anywhere (a reference's pass) only the values. Chunks of 3 recompute the logits, one of 100 keeps
+    them; either way the gradient that is asked for equals the module route's."""
     plain, other = _heads()
     hidden, targets = torch.randn(2, 4, 6), torch.randint(0, 40, (2, 4))
-    plain.weight.requires_grad_(False)
-    h = hidden.clone().requires_grad_(True)
-    head_logprobs(plain, h, targets, 1.0, 3)[0].sum().backward()
-    assert plain.weight.grad is None and h.grad is not None
-    plain.weight.requires_grad_(True)
-    head_logprobs(plain, hidden, targets, 1.0, 3)[0].sum().backward()
-    assert plain.weight.grad is not None
+    for head in (plain, other):
+        head.weight.requires_grad_(False)
+    mine, theirs = _run(plain, hidden, targets, chunk, "none"), _run(other, hidden, targets, chunk, "none")
+    assert mine[3] is None and theirs[3] is None
+    torch.testing.assert_close(mine[2], theirs[2], atol=1e-6, rtol=1e-5)
+    for head in (plain, other):
+        head.weight.requires_grad_(True)
+    grads = []
+    for head in (plain, other):
+        head.weight.grad = None
+        (head_logprobs(head, hidden, targets, 0.7, chunk)[0] * torch.linspace(0.5, 1.5, 8).view(2, 4)).sum().backward()
+        grads.append(head.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
     with torch.no_grad():
-        logps, _ = head_logprobs(plain, hidden, targets, 1.0, 3)
+        logps, _ = head_logprobs(plain, hidden, targets, 1.0, chunk)
     assert not logps.requires_grad
-    torch.testing.assert_close(logps, head_logprobs(other, hidden, targets, 1.0, 3)[0].detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(logps, head_logprobs(other, hidden, targets, 1.0, chunk)[0].detach(), atol=1e-6, rtol=0)
+
+
+def test_backward_outside_autocast_and_no_double_backward():
+    """Lightning may call backward after the autocast region that ran forward: the node set its dtypes in forward,
+    so the gradients are those of a backward inside it. A second derivative is refused (the node is once
+    differentiable), never silently wrong."""
+    plain, _ = _heads(vocab=300, hidden=16)
+    hidden, targets = torch.randn(1, 9, 16), torch.randint(0, 300, (1, 9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = _run(plain, hidden, targets, 4, "none")
+        h = hidden.clone().requires_grad_(True)
+        logps, _ = head_logprobs(plain, h, targets, 0.7, 4)
+    plain.weight.grad = None
+    (logps * torch.linspace(0.5, 1.5, 9).view(1, 9)).sum().backward()
+    torch.testing.assert_close(h.grad, inside[2], atol=0, rtol=0)
+    torch.testing.assert_close(plain.weight.grad, inside[3], atol=0, rtol=0)
+    h, upstream = hidden.clone().requires_grad_(True), torch.ones(1, 9, requires_grad=True)
+    (first,) = torch.autograd.grad((head_logprobs(plain, h, targets, 1.0, 100)[0] * upstream).sum(), h,
+                                   create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        first.sum().backward()
 
 
 def test_heads_it_cannot_read_take_the_module_route():
