@@ -11,6 +11,7 @@ import os
 import sys
 
 import torch
+from jsonargparse import set_parsing_settings
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
@@ -101,6 +102,10 @@ class R1LitCLI(LightningCLI):
             kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
 
+
+# The typed settings objects (PolicyConfig, SamplingConfig, …) document each field in a docstring under it: read
+# those too, so that --help explains every field, not only constructor arguments with an Args section.
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 DESCRIPTION = (
     "r1lit: R1-Zero-style GRPO training of small language models on math problems with PyTorch Lightning. "

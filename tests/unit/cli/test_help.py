@@ -16,6 +16,16 @@ def test_help_says_what_r1lit_is_and_lists_export():
     assert "Lightning Trainer command line tool" not in out
 
 
+def test_fit_help_explains_the_fields_of_settings_objects():
+    """Guards the help that listed ``--model.policy.*`` and ``--model.sampling.*`` with their types only: their
+    docstrings sit under each field of PolicyConfig and SamplingConfig, not in an Args section."""
+    out = subprocess.run([str(SCRIPT), "fit", "--help"], env=SUBPROCESS_ENV, capture_output=True, text=True,
+                         timeout=120).stdout
+    flat = " ".join(out.split())
+    assert "--model.policy.compile_logprobs {true,false} Compile the LM head's per-chunk log-prob math" in flat
+    assert "--model.policy.gradient_checkpointing {true,false} Recompute activations in backward" in flat
+
+
 def test_progress_bar_counts_steps_of_max_steps(tmp_path, tiny_model_dir, capsys):
     """Guards the bar of a max_steps run, which counted batches of a 16-batch epoch and stopped at 3/16."""
     config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.enable_progress_bar": True, "trainer.max_steps": 3})
