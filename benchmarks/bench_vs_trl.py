@@ -18,7 +18,8 @@ checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + ch
 ``fast`` = r1lit's fastest (vLLM compiled, the policy's decoder layers and the LM head's log-prob math compiled, no
 checkpointing, eager attention) against TRL's best; for A/B runs of each compile, ``fast_eager`` = fast with vLLM's
 model eager, ``fast_layers_eager`` = fast with the policy's layers eager and ``fast_logprobs_eager`` = fast with the
-log-prob math eager (none runs unless named: ``--settings fast fast_layers_eager --only r1lit``). Runs go TRL, r1lit, TRL, r1lit … per setting and repeat.
+log-prob math eager (none runs unless named: ``--settings fast fast_layers_eager --only r1lit``). Runs go TRL,
+r1lit, TRL, r1lit … per setting and repeat.
 
 Per step: TRL's time from a TrainerCallback (on_step_begin → on_step_end: generation, rewards, reference forward,
 policy forward/backward, optimizer step); r1lit's logged ``step_time`` (training_step: the same stages; manual

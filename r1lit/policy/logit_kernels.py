@@ -55,7 +55,6 @@ class LogitKernels:
     others, and for entropy or none: a handful of graphs in a run, each at its first call)."""
 
     def __init__(self, compiled: bool = False):
-        self.compiled = compiled
         self.stats = _compiled(logit_stats) if compiled else logit_stats
         self.grad = _compiled(logits_grad) if compiled else logits_grad
 

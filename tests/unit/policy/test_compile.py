@@ -15,7 +15,7 @@ from r1lit.policy.compile import check_compile_zero_stage, compile_decoder_layer
 from r1lit.policy.config import PolicyConfig
 from r1lit.policy.logprobs import CompletionLogprobs
 from r1lit.policy.shared_prefix import SharedPrefixLogprobs
-from test_shared_prefix import _assert_same, _batch, _fit, _model, _run, _tiny_llama
+from test_shared_prefix import _assert_same, _assert_same_fits, _batch, _fit, _model, _run, _tiny_llama
 
 
 def _graphs() -> int:
@@ -106,15 +106,8 @@ def test_a_fit_with_compiled_layers_matches_the_eager_fit(tiny_model_dir):
     logged loss, KL and entropy equal the eager fit's within fp32 fusion noise."""
     mine = _fit(tiny_model_dir, shared=True, policy=PolicyConfig(compile_layers=True, attn_implementation="eager"))
     theirs = _fit(tiny_model_dir, shared=True, policy=PolicyConfig(attn_implementation="eager"))
-    assert len(mine.grads) == len(theirs.grads) == 6
-    for step, (a, b) in enumerate(zip(mine.grads, theirs.grads)):
-        assert a.keys() == b.keys() and a
-        for name, grad in b.items():
-            torch.testing.assert_close(a[name], grad, rtol=1e-3, atol=1e-5, msg=f"step {step}: {name}")
+    _assert_same_fits(mine, theirs, rtol=1e-3, atol=1e-5)
     assert mine.metrics[-1]["kl"] > 0
-    for a, b in zip(mine.metrics, theirs.metrics):
-        for key in ("loss", "kl", "entropy"):
-            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-6), key
 
 
 def test_what_cannot_be_compiled_is_refused_with_the_fix():
