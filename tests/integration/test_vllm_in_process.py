@@ -30,7 +30,7 @@ def _logprob_gaps(model_dir: str, enforce_eager: bool, queue) -> None:
     engine = VLLMEngine(dtype="float32", kv_cache_memory_bytes=KV_BYTES, max_model_len=512, enforce_eager=enforce_eager)
     engine.bind(module.policy, module.tokenizer)
     engine.start(EngineLaunch(model_dir, max_prompt_length=400, max_tokens=112, sequences_per_call=4))
-    long_prompt = [(i % 300) + 10 for i in range(200)]  # longer than one 128-token KV block: prefix cache matters
+    long_prompt = [(i % 300) + 10 for i in range(200)]  # whole KV blocks the prefix cache keeps across pushes
     prompts = [long_prompt, [5, 6, 7]]
 
     def gap() -> float:
@@ -53,7 +53,14 @@ def _logprob_gaps(model_dir: str, enforce_eager: bool, queue) -> None:
             p.add_(torch.randn_like(p) * 0.05)
     gaps.append(gap())
     compilation = engine.llm.llm_engine.vllm_config.compilation_config
-    queue.put((gaps, compilation.mode.name, compilation.backend))
+    # the G copies of a prompt shorter than vLLM's CPU default block (128 tokens) share its whole 32-token blocks
+    import vllm
+    from r1lit.rollout.vllm.base import sampling_fields
+    fresh = [{"prompt_token_ids": [(i * 7 % 300) + 10 for i in range(100)]}]
+    params = vllm.SamplingParams(**sampling_fields(module.sampling, 4, 0, engine.eos_ids))
+    cached = engine.llm.generate(fresh, params, use_tqdm=False)[0].num_cached_tokens
+    block_size = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    queue.put((gaps, compilation.mode.name, compilation.backend, block_size, cached))
 
 
 @pytest.mark.parametrize("enforce_eager", [True, False], ids=["eager", "compiled"])
@@ -63,13 +70,14 @@ def test_vllm_logprobs_match_the_policy_before_and_after_weight_pushes(vllm_mode
     queue = ctx.Queue()
     child = ctx.Process(target=_logprob_gaps, args=(str(vllm_model_dir), enforce_eager, queue))
     child.start()
-    gaps, mode, backend = queue.get(timeout=600)
+    gaps, mode, backend, block_size, cached = queue.get(timeout=600)
     child.join(timeout=60)
     # vLLM's CPU platform compiles with inductor unless the model is eager
     assert mode == "NONE" if enforce_eager else (mode, backend) == ("DYNAMO_TRACE_ONCE", "inductor"), (mode, backend)
     before, after_first, after_second, stale = gaps
     assert before < 1e-4 and after_first < 1e-4 and after_second < 1e-4, gaps
     assert stale > 1e-2, "the comparison cannot tell stale weights from fresh ones"
+    assert (block_size, cached) == (32, 96), (block_size, cached)  # 3 whole blocks of the 100-token prompt
 
 
 def _fit(tmp_path: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:

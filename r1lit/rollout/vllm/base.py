@@ -14,6 +14,9 @@ from r1lit.rollout.vllm.version import check_vllm_version
 
 
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
+# vLLM's CPU default is 128-token KV blocks; prefix caching shares whole blocks only, so the G copies of a prompt
+# under 128 tokens would each be prefilled. 32 is the smallest size vLLM's CPU attention does not warn about.
+CPU_BLOCK_SIZE = 32
 # vLLM's ``generation_config``: "vllm" loads none from the checkpoint ("auto", vLLM's default, would let its
 # generation_config.json set request defaults and a server-wide max_new_tokens). Sampling follows SamplingConfig alone.
 GENERATION_CONFIG = "vllm"
@@ -66,6 +69,7 @@ class VLLMSettings(RolloutEngine):
         kv_cache_memory_bytes: int | None = None,
         enforce_eager: bool = True,
         enable_prefix_caching: bool = True,
+        block_size: int | None = None,
         seed: int = 0,
     ):
         """
@@ -82,6 +86,10 @@ class VLLMSettings(RolloutEngine):
                 time for ~40 s more at each start (docs/engines.md, "Compiled or eager"). The GPU recipes set False;
                 the CPU configs and most tests keep True.
             enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the G copies of a prompt).
+            block_size: tokens per KV-cache block. vLLM caches and shares whole blocks only, so the part of a
+                prompt past its last whole block is prefilled once per sample. None = vLLM's default on a GPU (16),
+                32 on CPU (vLLM's CPU default, 128, shares nothing of a ~100-token prompt: docs/engines.md,
+                "KV-cache blocks and shared prompts").
             seed: vLLM's sampling seed.
         """
         if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
@@ -89,6 +97,9 @@ class VLLMSettings(RolloutEngine):
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization, self.kv_cache_memory_bytes = gpu_memory_utilization, kv_cache_memory_bytes
         self.enforce_eager, self.enable_prefix_caching, self.seed = enforce_eager, enable_prefix_caching, seed
+        if block_size is not None and block_size < 1:
+            raise ConfigError(f"block_size must be a positive number of tokens, got {block_size}")
+        self.block_size = block_size
         self.llm = None
         self.tokenizer = None
         self.on_cpu, self.budget = False, (0, 0)

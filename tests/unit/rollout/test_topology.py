@@ -92,6 +92,23 @@ def test_one_server_for_two_nodes_listens_on_every_interface_and_no_parallel_fla
     assert args[args.index("--max-num-batched-tokens") + 1] == str(4 * 16 * 257)
 
 
+def test_kv_block_size_is_32_tokens_on_cpu_vllms_own_on_a_gpu_and_a_given_one_everywhere():
+    """On CPU vLLM's 128-token blocks would leave a ~100-token prompt unshared by its G copies (prefix caching
+    shares whole blocks): r1lit asks for 32 there and leaves a GPU's default alone; a set size goes through."""
+    site = engine_site(0, 0, 0, 1, 2, False, None)
+
+    def block_flag(engine: VLLMServerEngine, on_gpu: bool) -> str | None:
+        args = engine.server_args(launch(world_size=2, num_nodes=1, training_devices=1), site, 8000, on_gpu=on_gpu)
+        return args[args.index("--block-size") + 1] if "--block-size" in args else None
+
+    assert block_flag(VLLMServerEngine(transport=GlooTransport()), on_gpu=False) == "32"
+    assert block_flag(VLLMServerEngine(transport=NCCLTransport()), on_gpu=True) is None
+    assert block_flag(VLLMServerEngine(block_size=64, transport=GlooTransport()), on_gpu=False) == "64"
+    assert block_flag(VLLMServerEngine(block_size=64, transport=NCCLTransport()), on_gpu=True) == "64"
+    with pytest.raises(ConfigError, match="block_size must be a positive number of tokens, got 0"):
+        VLLMServerEngine(block_size=0)
+
+
 def test_parallel_sizes_must_be_positive():
     with pytest.raises(ConfigError, match="data_parallel_size and tensor_parallel_size must be >= 1"):
         VLLMServerEngine(tensor_parallel_size=0)
