@@ -18,7 +18,8 @@ checkpointing: r1lit's defaults, whereas TRL's GRPOConfig defaults are bf16 + ch
 ``fast`` = r1lit's fastest (vLLM compiled, the policy's decoder layers and the LM head's log-prob math compiled, no
 checkpointing, eager attention) against TRL's best; for A/B runs of each compile, ``fast_eager`` = fast with vLLM's
 model eager, ``fast_layers_eager`` = fast with the policy's layers eager and ``fast_logprobs_eager`` = fast with the
-log-prob math eager (none runs unless named: ``--settings fast fast_layers_eager --only r1lit``). Runs go TRL,
+log-prob math eager, ``fast_block128`` = fast with vLLM's 128-token KV blocks (none runs unless named:
+``--settings fast fast_layers_eager --only r1lit``). Runs go TRL,
 r1lit, TRL, r1lit … per setting and repeat.
 
 Per step: TRL's time from a TrainerCallback (on_step_begin → on_step_end: generation, rewards, reference forward,
@@ -102,12 +103,16 @@ SETTINGS["fast_logprobs_eager"] = {"trl": SETTINGS["fast"]["trl"],
 # fast with the policy's layers eager: run beside fast for the share of compile_layers
 SETTINGS["fast_layers_eager"] = {"trl": SETTINGS["fast"]["trl"],
                                  "r1lit": [a for a in SETTINGS["fast"]["r1lit"] if "compile_layers" not in a]}
+# fast with vLLM's CPU default of 128-token KV blocks: run beside fast for the share of prompt sharing in generation
+SETTINGS["fast_block128"] = {"trl": SETTINGS["fast"]["trl"],
+                             "r1lit": [*SETTINGS["fast"]["r1lit"], "--model.engine.block_size=128"]}
 DESCRIBE = {"best": "bf16 autocast + gradient checkpointing", "fp32": "fp32, no checkpointing",
             "vllm": "best; r1lit generates with vLLM (CPU, in process), TRL with HF generate",
             "fast": "r1lit: bf16 autocast + vLLM, decoder layers and log-prob math compiled, no checkpointing, eager attention; TRL: best",
             "fast_eager": "fast with vLLM's model eager (enforce_eager, r1lit's default)",
             "fast_layers_eager": "fast with the policy's decoder layers eager (compile_layers off, r1lit's default)",
-            "fast_logprobs_eager": "fast with the LM head's log-prob math eager (compile_logprobs off, r1lit's default)"}
+            "fast_logprobs_eager": "fast with the LM head's log-prob math eager (compile_logprobs off, r1lit's default)",
+            "fast_block128": "fast with vLLM's CPU default of 128-token KV blocks (r1lit's CPU default: 32)"}
 
 
 def make_problems(count: int, seed: int = 0) -> list[dict[str, str]]:
