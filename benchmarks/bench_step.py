@@ -1,7 +1,8 @@
 """Benchmark: the embedded default's whole GRPO step with each rollout engine (HF generate, vLLM in process, vLLM in
 its own process), from real ``r1lit fit`` runs of ``configs/smollm2-cpu.yaml``.
 
-    .venv/bin/python benchmarks/bench_step.py [--steps 8] [--engines hf inprocess process process_async hf_checkpointing process_unshared]
+    .venv/bin/python benchmarks/bench_step.py [--steps 8] [--engines hf inprocess process process_async hf_checkpointing process_unshared
+        process_block128]
 
 Each run trains ``--steps`` steps from the same seed; the table gives medians over steps 2.. (step 1 includes
 start-up work) of ``step_time``, ``time/generate``, ``time/optimise`` and ``time/weight_push`` from TensorBoard,
@@ -33,6 +34,8 @@ ENGINES["process_async"] = ENGINES["process"] + ["--model.async_generation=true"
 ENGINES["hf_checkpointing"] = ENGINES["hf"] + ["--model.policy.gradient_checkpointing=true"]  # activations recomputed
 # the config's engine with every completion scored beside its own copy of the prompt (shared-prefix log-probs off)
 ENGINES["process_unshared"] = ENGINES["process"] + ["--model.policy.shared_prefix=false"]
+# the config's engine with vLLM's CPU default of 128-token KV blocks: a prompt under 128 tokens is prefilled per sample
+ENGINES["process_block128"] = ENGINES["process"] + ["--model.engine.block_size=128"]
 TAGS = ("step_time", "time/generate", "time/optimise", "time/weight_push", "reward")
 
 
