@@ -110,8 +110,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_attention_layout.json)")
     args = parser.parse_args()
-    if args.prompt_tokens < 1 or args.rows < 1 or min(args.completions) < 2:
-        parser.error("--prompt-tokens and --rows must be at least 1 and every completion at least 2 tokens")
+    if min(args.prompt_tokens, args.rows, args.threads, args.repeats) < 1 or min(args.completions) < 2:
+        parser.error("--prompt-tokens, --rows, --threads and --repeats must be at least 1 and every completion at "
+                     "least 2 tokens")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lay = layout(args.prompt_tokens, args.completions, args.rows)

@@ -1,34 +1,33 @@
 """First touch of host memory: the time per page fault of blocks this process has never touched, one after another.
 
-    .venv/bin/python benchmarks/bench_page_faults.py [--block-mib 1024] [--blocks 6] [--threads 2]
+    .venv/bin/python benchmarks/bench_page_faults.py [--block-mib 1024] [--blocks 6] [--threads 2] [--huge-pages]
 
 Each block is a new tensor, filled once (the fill faults every page in) and kept, so the next block needs pages the
 process has never had; then the block is filled again, which faults nothing and gives the fill's own time. A fault's
 cost is (first fill − second fill) / minor faults (getrusage). On a VM whose host backs guest memory lazily, pages the
 guest has not used for a while cost far more than pages another process freed a moment ago: what a fit pays the step
-its heap grows past every earlier step's (docs/benchmarks.md, "The second step's page faults").
+its heap grows past every earlier step's (docs/benchmarks.md, "The second step's page faults"). ``--huge-pages`` sets
+torch's ``THP_MEM_ALLOC_ENABLE=1``, as the ``r1lit`` command does for a fit: large tensors then fault 2 MiB pages.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
 from pathlib import Path
-
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling record.py
-from record import write_result  # noqa: E402
 
 
 def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def fill_block(mib: int) -> tuple[torch.Tensor, dict[str, float]]:
+def fill_block(mib: int) -> tuple["torch.Tensor", dict[str, float]]:
     """A new block of ``mib`` MiB filled twice: each fill's faults and seconds, and the cost of one fault."""
+    import torch
+
     faults, start = minor_faults(), time.perf_counter()
     block = torch.empty(mib * 2**20 // 4, dtype=torch.float32)
     block.fill_(1.0)
@@ -47,9 +46,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", type=Path, default=None,
                         help="result file (default: benchmarks/results/<date>-<commit>-<machine>-bench_page_faults.json)")
+    parser.add_argument("--huge-pages", action="store_true",
+                        help="THP_MEM_ALLOC_ENABLE=1 (what the r1lit command sets): large tensors in 2 MiB pages")
     args = parser.parse_args()
-    if args.block_mib < 1 or args.blocks < 1:
-        parser.error("--block-mib and --blocks must be at least 1")
+    if args.block_mib < 1 or args.blocks < 1 or args.threads < 1:
+        parser.error("--block-mib, --blocks and --threads must be at least 1")
+    if args.huge_pages:
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # read by torch's allocator, which is imported below
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling record.py
+    from record import write_result
+
     torch.set_num_threads(args.threads)
 
     kept, rows = [], []
@@ -60,8 +68,8 @@ def main() -> None:
         rows.append(row)
         print(f"{i:5d} {args.block_mib:6d} {row['faults']:8d} {row['first_fill_s']:10.3f} {row['second_fill_s']:10.3f} "
               f"{row['us_per_fault']:9.1f}", flush=True)
-    write_result("bench_page_faults", {"block_mib": args.block_mib, "threads": torch.get_num_threads(), "blocks": rows},
-                 args.results)
+    write_result("bench_page_faults", {"block_mib": args.block_mib, "threads": torch.get_num_threads(),
+                                       "huge_pages": args.huge_pages, "blocks": rows}, args.results)
 
 
 if __name__ == "__main__":

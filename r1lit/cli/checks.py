@@ -14,7 +14,7 @@ __all__ = ["ConfigError", "check_combinations", "check_engine_setup", "check_res
 def check_engine_setup(config, cuda_available: bool, cuda_devices: int) -> None:
     """The engine is chosen once, in ``model.engine``; a vLLM engine must fit the prompt + completion, and get GPUs
     of its own or a share that leaves the trainer room. (The CLI adds the callback that runs it.)"""
-    from r1lit.rollout.vllm.base import VLLMSettings
+    from r1lit.rollout.vllm.base import VLLMSettings, check_block_size
     from r1lit.rollout.vllm.in_process import VLLMEngine
     from r1lit.rollout.vllm.launch import check_model_len
     from r1lit.rollout.vllm.placement import check_colocated_memory
@@ -27,6 +27,7 @@ def check_engine_setup(config, cuda_available: bool, cuda_devices: int) -> None:
     args = engine.init_args
     check_model_len(getattr(args, "max_model_len", None), data.max_prompt_length, model.sampling.max_tokens)
     on_gpu = cuda_available and trainer.accelerator not in ("cpu",)
+    check_block_size(getattr(args, "block_size", None), on_cpu=not on_gpu)
     if issubclass(engine_cls, VLLMEngine):
         check_colocated_memory(getattr(args, "gpu_memory_utilization", 0.7), on_gpu)
     else:

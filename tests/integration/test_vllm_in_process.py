@@ -57,7 +57,9 @@ def _logprob_gaps(model_dir: str, enforce_eager: bool, queue) -> None:
     import vllm
     from r1lit.rollout.vllm.base import sampling_fields
     fresh = [{"prompt_token_ids": [(i * 7 % 300) + 10 for i in range(100)]}]
-    params = vllm.SamplingParams(**sampling_fields(module.sampling, 4, 0, engine.eos_ids))
+    # one token each: the 4 samples finish in the prefill's step, and the output reports a sample that found the
+    # blocks (vLLM reports the last sample to finish; the first computes the prompt and finds nothing)
+    params = vllm.SamplingParams(**{**sampling_fields(module.sampling, 4, 0, engine.eos_ids), "max_tokens": 1})
     cached = engine.llm.generate(fresh, params, use_tqdm=False)[0].num_cached_tokens
     block_size = engine.llm.llm_engine.vllm_config.cache_config.block_size
     queue.put((gaps, compilation.mode.name, compilation.backend, block_size, cached))

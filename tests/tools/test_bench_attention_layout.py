@@ -47,6 +47,7 @@ def test_both_layouts_are_checked_and_timed(tmp_path):
     assert "max |eager − gathered|" in done.stdout
 
 
-def test_a_one_token_completion_is_refused():
-    done = bench("--completions", "1")
-    assert done.returncode != 0 and "every completion at least 2 tokens" in done.stderr
+def test_a_one_token_completion_and_no_repeats_are_refused():
+    for bad in (["--completions", "1"], ["--repeats", "0"], ["--threads", "0"]):
+        done = bench(*bad)
+        assert done.returncode != 0 and "every completion at least 2 tokens" in done.stderr, bad

@@ -30,6 +30,14 @@ def test_each_new_block_is_faulted_in_once(tmp_path):
     assert "µs/fault" in done.stdout
 
 
+def test_huge_pages_are_asked_of_torch_and_recorded(tmp_path):
+    done = bench("--block-mib", "16", "--blocks", "1", "--threads", "1", "--huge-pages", "--results", str(tmp_path / "out.json"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())["result"]
+    assert result["huge_pages"] is True and result["blocks"][0]["faults"] > 0
+
+
 def test_sizes_below_one_are_refused():
-    done = bench("--blocks", "0")
-    assert done.returncode != 0 and "must be at least 1" in done.stderr
+    for bad in (["--blocks", "0"], ["--threads", "0"]):
+        done = bench(*bad)
+        assert done.returncode != 0 and "must be at least 1" in done.stderr

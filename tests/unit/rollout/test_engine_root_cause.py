@@ -32,3 +32,11 @@ def test_a_log_without_an_exception_line_gives_its_last_line_and_no_memory_hint(
     log.write_text("starting\nSegmentation fault (core dumped)\n")
     assert root_cause(log)[0] == "Segmentation fault (core dumped)"
     assert memory_hint("Segmentation fault (core dumped)") == ""
+
+
+def test_an_attention_error_that_prints_kv_cache_dtype_gets_no_memory_hint():
+    """vLLM's CUDA backend selection error names kv_cache_dtype among its settings: not a memory cause."""
+    cause = ("ValueError: No valid attention backend found for cuda with AttentionSelectorConfig(head_size=64, "
+             "dtype=torch.bfloat16, kv_cache_dtype=auto, block_size=31, use_mla=False)")
+    assert memory_hint(cause) == ""
+    assert "kv_cache_memory_bytes" in memory_hint("ValueError: not enough KV cache memory for 1 request")

