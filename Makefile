@@ -44,7 +44,7 @@ run: install
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -ra --durations=15 -n 2 --dist loadfile
 
-# The quick loop while editing (no real engines, no subprocess fits; ~1 min on 2 cores). CI runs `make test`.
+# The quick loop while editing (no real engines, no subprocess fits; 3–5 min on 2 cores). CI runs `make test`.
 test-fast: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow"
 

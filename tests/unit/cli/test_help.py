@@ -26,6 +26,15 @@ def test_fit_help_explains_the_fields_of_settings_objects():
     assert "--model.policy.gradient_checkpointing {true,false} Recompute activations in backward" in flat
 
 
+def test_a_components_own_help_explains_its_arguments():
+    """What the README points to for a chosen component's arguments (``fit --help`` lists only its class)."""
+    out = subprocess.run([str(SCRIPT), "fit", "--model.engine.help", "VLLMServerEngine"], env=SUBPROCESS_ENV,
+                         capture_output=True, text=True, timeout=120).stdout
+    flat = " ".join(out.split())
+    assert "--model.engine.block_size BLOCK_SIZE tokens per KV-cache block." in flat
+    assert "32 on CPU" in flat and "base_url" in flat
+
+
 def test_progress_bar_counts_steps_of_max_steps(tmp_path, tiny_model_dir, capsys):
     """Guards the bar of a max_steps run, which counted batches of a 16-batch epoch and stopped at 3/16."""
     config = tiny_config(tmp_path, tiny_model_dir, **{"trainer.enable_progress_bar": True, "trainer.max_steps": 3})
