@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling record.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings
+from flop_floor import best_seconds  # noqa: E402
 from record import write_result  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 9, 3, 64
@@ -89,16 +89,6 @@ def gathered(q, k, v, lay):
     return out[:lay["tokens"]].view(lay["rows"], lay["length"], HEADS, HEAD_DIM)  # [R, L, H, D]
 
 
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompt-tokens", type=int, default=108)
@@ -135,7 +125,7 @@ def main() -> None:
             with torch.no_grad():
                 run(q, k, v, lay)
 
-        seconds[name] = {"fwd_bwd": best(train, args.repeats), "no_grad_fwd": best(infer, args.repeats)}
+        seconds[name] = {"fwd_bwd": best_seconds(train, args.repeats), "no_grad_fwd": best_seconds(infer, args.repeats)}
     print(f"{R} rows of {L} tokens (prompt {args.prompt_tokens}, completions {args.completions}); "
           f"{'uncompiled' if args.eager_mode else 'compiled'}; one layer, best of {args.repeats}; max |eager − gathered| "
           f"{gap:.3g} (bf16; outputs up to {scale:.3g})")

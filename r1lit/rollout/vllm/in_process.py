@@ -19,8 +19,7 @@ from torch import Tensor
 from r1lit.rollout.vllm.launch import EngineLaunch, check_model_len, prefill_budget, split_calls
 from r1lit.rollout.vllm.placement import colocated_memory_utilization
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm.base import (CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
-                                     import_vllm, sampling_fields)
+from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings, import_vllm, sampling_fields
 from r1lit.rollout.vllm.worker import refresh_tied_lm_head
 
 

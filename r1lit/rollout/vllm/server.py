@@ -44,8 +44,7 @@ from r1lit.rollout.vllm.placement import physical_gpus, reserved_gpus
 from r1lit.rollout.vllm.topology import EngineSite, engine_site
 from r1lit.rollout.vllm.transports import GlooTransport, NCCLTransport, WeightTransport
 from r1lit.rollout.types import Rollout, SamplingConfig, rollout_from_samples
-from r1lit.rollout.vllm.base import (CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings,
-                                     sampling_fields)
+from r1lit.rollout.vllm.base import CPU_KV_CACHE_BYTES, GENERATION_CONFIG, VLLMSettings, sampling_fields
 from r1lit.rollout.vllm.server_check import SERVED_NAME, check_server
 from r1lit.training.distributed import gather_objects
 

@@ -114,6 +114,9 @@ def test_kv_block_size_is_32_tokens_on_cpu_vllms_own_on_a_gpu_and_a_given_one_ev
         block_flag(VLLMServerEngine(block_size=24, transport=NCCLTransport()), on_gpu=True)
     with pytest.raises(ConfigError, match="block_size must be a positive number of tokens, got 0: leave it unset"):
         VLLMServerEngine(block_size=0)
+    # built before the device is known: a CPU machine reads the CPU's rule, not a GPU's
+    with pytest.raises(ConfigError, match="block_size=24: vLLM's CPU attention takes multiples of 32 only"):
+        block_flag(VLLMServerEngine(block_size=24, transport=GlooTransport()), on_gpu=False)
     # an attached server keeps the size it was started with
     with pytest.raises(ConfigError, match="start it with --block-size 32 and leave model.engine.block_size unset"):
         VLLMServerEngine(base_url="http://gen:8000", block_size=32)
