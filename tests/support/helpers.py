@@ -224,3 +224,10 @@ def loss_inputs(logps, old_logps, ref_logps, advantages, token_weights, sampler_
     mask = (token_weights > 0).float()
     return LossInputs(logps=logps, old_logps=old_logps, ref_logps=ref_logps, sampler_logps=sampler_logps,
                       advantages=advantages, token_weights=token_weights, mask=mask, entropy_mask=mask)
+
+
+def thp_mode() -> str:
+    """The kernel's THP mode: always, madvise or never (the bracketed word of the sysfs file)."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    text = path.read_text() if path.exists() else "[never]"
+    return text[text.index("[") + 1:text.index("]")]

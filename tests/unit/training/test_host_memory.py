@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import thp_mode
+
 ROOT = Path(__file__).resolve().parents[3]
 
 PROBE = textwrap.dedent("""
@@ -71,13 +73,6 @@ HUGE_PROBE = textwrap.dedent("""
 """)
 
 
-def _thp_mode() -> str:
-    """The kernel's THP mode: always, madvise or never (the bracketed word of the sysfs file)."""
-    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    text = path.read_text() if path.exists() else "[never]"
-    return text[text.index("[") + 1:text.index("]")]
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
 @pytest.mark.parametrize("user_value", [None, "0"])
 def test_the_r1lit_command_backs_large_tensors_with_huge_pages(user_value):
@@ -92,7 +87,7 @@ def test_the_r1lit_command_backs_large_tensors_with_huge_pages(user_value):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    mode = _thp_mode()
+    mode = thp_mode()
     if user_value is None:
         assert out["switch"] == "1"
         if mode in ("madvise", "always"):
