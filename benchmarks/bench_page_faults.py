@@ -51,8 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.block_mib < 1 or args.blocks < 1 or args.threads < 1:
         parser.error("--block-mib, --blocks and --threads must be at least 1")
-    if args.huge_pages:
-        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"  # read by torch's allocator, which is imported below
+    # read by torch's allocator, imported below; set either way, so an inherited value cannot change what is measured
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1" if args.huge_pages else "0"
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling record.py
