@@ -3,6 +3,7 @@ arithmetic counted, and a measured step time's ratio to the floor (and to the fl
 
     .venv/bin/python benchmarks/flop_floor.py [--prompts 4] [--generations 4] [--completion-tokens 64] [--decode-steps 64]
         [--step-seconds r1lit-best=20.7 trl-best=27.3 …] [--threads 2] [--smoke]
+    .venv/bin/python benchmarks/flop_floor.py --recompute benchmarks/results/*flop_floor*.json
 
 benchmarks/bench_vs_trl.py runs it at the end with the workload's measured completion lengths and step times.
 
@@ -23,9 +24,11 @@ A forward per token = the 7 linear layers of each block + causal attention (QK�
 + the LM head on the completion tokens only (what both trainers keep logits for; the prefill keeps its last one).
 
 The floor's time = all FLOPs / the model's GEMM rate (forward and backward shapes at the training token count of
-that layout, the FLOP-weighted rate over them), plus the decode passes' weight reads (the weights in the setting's dtype, read once per
-pass, at the bandwidth of a large tensor copy). Norms, softmax, RoPE, the optimizer and sampling are left out: a step
-cannot be faster than this, and its ratio to it says how much room there is.
+that layout, the FLOP-weighted rate over them), except that the decode passes take the larger of their arithmetic
+and their weight reads (the weights in the setting's dtype, read once per pass, at the bandwidth of a large tensor
+copy): a decode GEMM computes while it streams its weights, so the two overlap, and a floor adds only what cannot.
+Norms, softmax, RoPE, the optimizer and sampling are left out: a step cannot be faster than this, and its ratio to
+it says how much room there is.
 """
 
 from __future__ import annotations
@@ -162,6 +165,27 @@ def decode_weight_bytes(shape: ModelShape, decode_steps: int, bytes_per_param: i
     return max(decode_steps - 1, 0) * shape.matmul_params() * bytes_per_param
 
 
+def floor_seconds(stages: dict[str, float], rate: float, weight_read_seconds: float) -> float:
+    """The step's floor from ``step_flops``' stages (FLOPs) at ``rate`` (FLOP/s): every stage's arithmetic, but the
+    decode passes' ``weight_read_seconds`` instead of their arithmetic where reading the weights takes longer (a
+    pass is bound by whichever of the two is slower; adding both would count time a GEMM overlaps)."""
+    decode = stages["decode"] / rate
+    return (stages["total"] / rate - decode) + max(decode, weight_read_seconds)
+
+
+def recomputed(result: dict) -> dict:
+    """A stored flop_floor result's bf16 floors (shared and unshared layout) and each measured step's ratio to the
+    shared one, recomputed from its stored rates, stage FLOPs and weight-read times by ``floor_seconds``: results
+    written before the floor took the larger of decode's arithmetic and weight reads (it added them) read the same
+    way as new ones."""
+    floors = {layout: floor_seconds({k: v * 1e12 for k, v in stages.items()}, result["gflops"]["bf16"][layout] * 1e9,
+                                    result["decode_weight_reads_s"]["bf16"])
+              for layout, stages in result["stage_tflop"].items()}
+    ratios = {name: row["seconds"] / floors["shared"] for name, row in result["measured"].items()
+              if "fp32" not in name}
+    return {"floor_s": floors, "stored_floor_s": result["floor_s"]["shared"]["bf16"], "x_floor": ratios}
+
+
 # ---- measurements ------------------------------------------------------------------------------------------------
 
 def best_seconds(fn, repeats: int) -> float:
@@ -253,10 +277,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per GEMM shape; the best is kept")
     parser.add_argument("--copy-mb", type=int, default=512, help="size of the tensor copied for the bandwidth")
     parser.add_argument("--smoke", action="store_true", help="one timing per shape, few tokens: checks the wiring")
+    parser.add_argument("--recompute", nargs="+", type=Path, default=None, metavar="RESULT",
+                        help="time nothing: print the bf16 floor and step ratios of stored flop_floor result files")
     parser.add_argument("--results", type=Path, default=None,
                         help="result file (default: benchmarks/results/<date>-<commit>-<machine>-flop_floor.json; "
                              "none with --smoke)")
     args = parser.parse_args()
+    if args.recompute:
+        import json
+
+        print(f"{'result file':72} {'floor s':>8} {'stored':>8}  step / floor")
+        for path in args.recompute:
+            again = recomputed(json.loads(path.read_text())["result"])
+            steps = ", ".join(f"{name} {x:.2f}" for name, x in again["x_floor"].items())
+            print(f"{path.name:72} {again['floor_s']['shared']:8.2f} {again['stored_floor_s']:8.2f}  {steps}")
+        return
 
     import torch
     from transformers import AutoConfig
@@ -302,15 +337,15 @@ def main() -> None:
     for layout, title in (("shared", "each prompt once per group: the floor"),
                           ("unshared", "every completion with its own copy of the prompt: the unshared layout's floor")):
         stages = step_flops(shape, B, G, prompt_tokens, C, D, shared_prompt=layout == "shared")
-        print(f"\nstep arithmetic, {title} (seconds = FLOP / that layout's forward + backward rate; decode weight "
-              "reads at the copy bandwidth):")
+        print(f"\nstep arithmetic, {title} (seconds = FLOP / that layout's forward + backward rate; decode: its "
+              "arithmetic or its weight reads at the copy bandwidth, whichever takes longer):")
         print(f"  {'stage':30} {'TFLOP':>7} {'bf16 s':>8} {'fp32 s':>8}")
         for stage, flops in stages.items():
             print(f"  {stage:30} {flops / 1e12:7.3f} {flops / rates['bf16'][layout]:8.2f} "
                   f"{flops / rates['fp32'][layout]:8.2f}")
         print(f"  {'decode weight reads':30} {'':7} {reads['bf16']:8.2f} {reads['fp32']:8.2f}   "
               f"({max(D - 1, 0)} passes × {shape.matmul_params() / 1e6:.1f}M weights × 2 or 4 bytes)")
-        floors[layout] = {name: stages["total"] / rates[name][layout] + reads[name] for name in ("bf16", "fp32")}
+        floors[layout] = {name: floor_seconds(stages, rates[name][layout], reads[name]) for name in ("bf16", "fp32")}
         print(f"  {'floor (' + layout + ')':30} {'':7} {floors[layout]['bf16']:8.2f} {floors[layout]['fp32']:8.2f}")
 
     if args.step_seconds:

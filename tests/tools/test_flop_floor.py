@@ -77,6 +77,16 @@ def test_step_flops_stages():
     assert ff.decode_weight_bytes(TINY, 3, 2) == 2 * 328 * 2
 
 
+
+def test_floor_counts_decode_arithmetic_or_weight_reads_whichever_is_longer():
+    """The stages of the test above (51360 FLOPs, 6400 of them decode) at 1000 FLOP/s: 44.96 s outside decode,
+    6.4 s of decode arithmetic. Weight reads of 2 s hide under it (51.36 s, not 53.36); reads of 10 s replace it:
+    44.96 + 10 = 54.96 s."""
+    stages = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3)
+    assert ff.floor_seconds(stages, 1000.0, 2.0) == pytest.approx(51.36)
+    assert ff.floor_seconds(stages, 1000.0, 10.0) == pytest.approx(54.96)
+    assert ff.floor_seconds(stages, 1000.0, 6.4) == pytest.approx(51.36)
+
 def test_smollm2_shapes_from_config():
     """SmolLM2-135M's config (hidden 576, intermediate 1536, 30 layers, 9 heads / 3 kv heads of 64, vocab 49152):
     3,538,944 weights a block (q, o 576²; k, v 576·192; gate, up, down 576·1536), 134.5M with the LM head, and
@@ -105,3 +115,19 @@ def test_head_dim_defaults_to_hidden_over_heads():
                              vocab_size=100)
     shape = ff.ModelShape.from_config(config)
     assert (shape.head_dim, shape.kv_heads) == (16, 4)
+
+
+def test_recomputed_reads_a_stored_result_with_the_overlapping_decode():
+    """A result stored with the stages above at 1 GFLOP/s and 10 µs of decode weight reads, its floor written as
+    the sum (44.96 + 6.4 + 10 = 61.36 µs): recomputed, the reads replace decode's 6.4 µs of arithmetic, 54.96 µs;
+    a 109.92 µs step is 2× that; a step named fp32 has no bf16 ratio."""
+    stages = ff.step_flops(TINY, prompts=2, generations=2, prompt_tokens=3, completion_tokens=2, decode_steps=3)
+    result = {"gflops": {"bf16": {"shared": 1.0, "unshared": 1.0}},
+              "stage_tflop": {"shared": {k: v / 1e12 for k, v in stages.items()}},
+              "decode_weight_reads_s": {"bf16": 10e-6},
+              "floor_s": {"shared": {"bf16": 61.36e-6}},
+              "measured": {"r1lit-fast": {"seconds": 109.92e-6}, "r1lit-fp32": {"seconds": 1.0}}}
+    again = ff.recomputed(result)
+    assert again["floor_s"]["shared"] == pytest.approx(54.96e-6)
+    assert again["stored_floor_s"] == 61.36e-6
+    assert again["x_floor"] == {"r1lit-fast": pytest.approx(2.0)}
