@@ -24,8 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-ENVIRONMENT = ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "CUDA_VISIBLE_DEVICES")
-PACKAGES = ("torch", "transformers", "lightning", "deepspeed", "vllm", "vllm-cpu", "math-verify", "trl")
+# variables that change what a command measures: threads, vLLM's CPU settings, devices, which packages load (an
+# overlay such as zentorch on PYTHONPATH) and torch's huge pages
+ENVIRONMENT = ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "CUDA_VISIBLE_DEVICES",
+               "PYTHONPATH", "THP_MEM_ALLOC_ENABLE")
+PACKAGES = ("torch", "transformers", "lightning", "deepspeed", "vllm", "vllm-cpu", "math-verify", "trl", "zentorch")
 
 
 def commit() -> str:

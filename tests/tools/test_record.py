@@ -22,3 +22,14 @@ def test_child_processes_inherit_the_started_commit(monkeypatch):
     monkeypatch.setenv("R1LIT_BENCH_COMMIT", "abc1234")
     record = load_tool("record", "benchmarks")
     assert record.started_commit() == "abc1234"
+
+
+def test_the_command_carries_the_variables_that_change_what_it_measures(tmp_path, monkeypatch):
+    """An overlay of packages on PYTHONPATH (vLLM picks its Zen platform when zentorch imports) and torch's huge
+    pages change a measurement: the recorded command, run again, must set them again."""
+    monkeypatch.setenv("R1LIT_BENCH_COMMIT", "abc1234")
+    monkeypatch.setenv("PYTHONPATH", "/opt/overlay dir")
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    record = load_tool("record", "benchmarks")
+    command = json.loads(record.write_result("bench_x", {}, tmp_path / "r.json").read_text())["command"]
+    assert "PYTHONPATH='/opt/overlay dir'" in command and "THP_MEM_ALLOC_ENABLE=1" in command
