@@ -489,3 +489,16 @@ def test_a_twin_that_drops_the_mask_is_caught_even_for_a_bfloat16_model(tiny_mod
     monkeypatch.setattr(Qwen2Model, "forward", drops_4d_masks)
     model = _model("qwen2", tiny_model_dir).to(torch.bfloat16)
     assert "differ from the unshared path's" in SharedPrefixLogprobs(1.0)._probe(model)
+
+
+def test_cpu_flex_attention_has_no_backward_so_the_trained_pass_stays_on_a_masked_kernel():
+    """The packed rows' mask is block-sparse (a completion never sees another), and FlexAttention with a block mask
+    would skip the masked blocks; on CPU, torch 2.13 runs it without gradients only, so the trained pass keeps
+    eager/SDPA over the masked square (docs/benchmarks.md, "against a floor that is a lower bound"). When this fails,
+    torch has gained the backward: measure it against eager with benchmarks/bench_attention_layout.py."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    q, k, v = (torch.randn(1, 2, 32, 16, requires_grad=True) for _ in range(3))
+    with pytest.raises(NotImplementedError, match="backward on CPU"):
+        flex_attention(q, k, v)
+    assert flex_attention(q.detach(), k.detach(), v.detach()).shape == (1, 2, 32, 16)  # the forward alone runs
