@@ -186,6 +186,25 @@ def recomputed(result: dict) -> dict:
     return {"floor_s": floors, "stored_floor_s": result["floor_s"]["shared"]["bf16"], "x_floor": ratios}
 
 
+def read_floor_result(path: Path) -> dict:
+    """``recomputed`` of a stored flop_floor result file; ValueError naming what is wrong with it otherwise."""
+    import json
+
+    try:
+        stored = json.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read it ({e.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not a JSON file ({e})") from None
+    benchmark = stored.get("benchmark") if isinstance(stored, dict) else None
+    if benchmark != "flop_floor" or not isinstance(stored.get("result"), dict):
+        raise ValueError(f"not a flop_floor result file (its benchmark: {benchmark!r})")
+    try:
+        return recomputed(stored["result"])
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        raise ValueError(f"its result lacks what the floor needs ({type(e).__name__}: {e})") from None
+
+
 # ---- measurements ------------------------------------------------------------------------------------------------
 
 def best_seconds(fn, repeats: int) -> float:
@@ -284,14 +303,20 @@ def main() -> None:
                              "none with --smoke)")
     args = parser.parse_args()
     if args.recompute:
-        import json
-
+        if args.step_seconds or args.smoke or args.results is not None:
+            parser.error("--recompute times nothing and writes nothing: drop --step-seconds, --smoke and --results")
         print(f"{'result file':72} {'floor s':>8} {'stored':>8}  step / floor")
+        failed = 0
         for path in args.recompute:
-            again = recomputed(json.loads(path.read_text())["result"])
+            try:
+                again = read_floor_result(path)
+            except ValueError as e:
+                print(f"flop_floor: {path}: {e}", file=sys.stderr)
+                failed += 1
+                continue
             steps = ", ".join(f"{name} {x:.2f}" for name, x in again["x_floor"].items())
             print(f"{path.name:72} {again['floor_s']['shared']:8.2f} {again['stored_floor_s']:8.2f}  {steps}")
-        return
+        sys.exit(2 if failed else 0)
 
     import torch
     from transformers import AutoConfig

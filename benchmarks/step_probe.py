@@ -1,4 +1,4 @@
-"""A callback that says, step by step, where a CPU fit's time went outside its own arithmetic: wall and CPU seconds,
+"""A callback that says, batch by batch, where a CPU fit's time went outside its own arithmetic: wall and CPU seconds,
 minor page faults, how much the process's heap grew, and the machine's system, idle and steal shares. On a VM where
 new host memory is slow to fault in (bench_page_faults.py), a step whose heap grows past every earlier step's pays
 for it in system time; this shows which steps did.
@@ -6,10 +6,11 @@ for it in system time; this shows which steps did.
     PYTHONPATH=benchmarks .venv/bin/r1lit fit --config … --trainer.callbacks+=step_probe.StepProbe \
         [--trainer.callbacks.results PATH] [--trainer.callbacks.profile_step N]
 
-One line per step (``[step_probe] step=…``) and, when the fit ends, a result file (benchmarks/README.md) with every
-step's row and the fit's command; with ``profile_step``, that step runs under ``torch.profiler`` and the file also
+One line per training batch (``[step_probe] step=…``: one per optimizer step in r1lit's fits) and, when the fit ends
+or stops on an error, a result file (benchmarks/README.md) with every finished row and the fit's command; with ``profile_step``, that step runs under ``torch.profiler`` and the file also
 holds its operators by self CPU time, with their input shapes (the GEMMs' shapes tell which pass they belong to).
-Linux only (it reads /proc); the heap is glibc's main arena (``[heap]``).
+Linux only (it reads /proc); the heap is glibc's main arena (``[heap]``). CPU time, faults and heap are the trainer
+process's: an engine in its own process (``VLLMServerEngine``) shows only in the machine's shares.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ class StepProbe(L.Callback):
                 profiler's own overhead.
             profile_rows: how many operators (by self CPU time, per input shape) the result keeps.
         """
+        if profile_step is not None and profile_step < 1:
+            raise ValueError(f"profile_step must be 1 or more (the first step is 1), got {profile_step}")
+        if profile_rows < 1:
+            raise ValueError(f"profile_rows must be 1 or more, got {profile_rows}")
         self.results = results
         self.profile_step = profile_step
         self.profile_rows = profile_rows
@@ -130,6 +135,21 @@ class StepProbe(L.Callback):
               f"steal={row.steal:.3f}", flush=True)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.rows and trainer.is_global_zero:
+        self._save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """A step that raised: close the profiler (left running, it crashes the interpreter at exit) and keep the
+        rows of the steps that finished."""
+        if self._profiler is not None:
+            self._profiler.__exit__(None, None, None)
+            self._profiler = None
+        self._save(trainer)
+
+    def _save(self, trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.profile_step is not None and not self.operators:
+            print(f"[step_probe] step {self.profile_step} was never reached: nothing profiled", flush=True)
+        if self.rows:
             write_result("step_probe", {"steps": [asdict(r) for r in self.rows], "profile_step": self.profile_step,
                                         "operators": self.operators}, Path(self.results) if self.results else None)

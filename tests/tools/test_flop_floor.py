@@ -131,3 +131,40 @@ def test_recomputed_reads_a_stored_result_with_the_overlapping_decode():
     assert again["floor_s"]["shared"] == pytest.approx(54.96e-6)
     assert again["stored_floor_s"] == 61.36e-6
     assert again["x_floor"] == {"r1lit-fast": pytest.approx(2.0)}
+
+
+def test_recompute_names_each_bad_file_and_goes_on(tmp_path):
+    """A file that is missing, not JSON, another benchmark's or a result without the floor's inputs gets one line
+    naming it and its problem; the good file after them is still read; the exit code says something failed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    good = sorted((root / "benchmarks" / "results").glob("*flop_floor*.json"))[0]
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "other.json").write_text(json.dumps({"benchmark": "bench_vs_trl", "result": {}}))
+    (tmp_path / "partial.json").write_text(json.dumps({"benchmark": "flop_floor", "result": {"gflops": {}}}))
+    files = [tmp_path / "missing.json", tmp_path / "empty.json", tmp_path / "other.json", tmp_path / "partial.json", good]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "flop_floor.py"), "--recompute", *map(str, files)],
+                          capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.returncode == 2
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 4 and "Traceback" not in done.stderr
+    assert "missing.json: cannot read it" in errors[0]
+    assert "empty.json: not a JSON file" in errors[1]
+    assert "other.json: not a flop_floor result file (its benchmark: 'bench_vs_trl')" in errors[2]
+    assert "partial.json: its result lacks what the floor needs" in errors[3]
+    assert good.name in done.stdout
+
+
+def test_recompute_refuses_timing_options():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "flop_floor.py"), "--recompute", "x.json",
+                           "--step-seconds", "r1lit=4"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.returncode == 2 and "--recompute times nothing" in done.stderr

@@ -25,11 +25,19 @@ def test_child_processes_inherit_the_started_commit(monkeypatch):
 
 
 def test_the_command_carries_the_variables_that_change_what_it_measures(tmp_path, monkeypatch):
-    """An overlay of packages on PYTHONPATH (vLLM picks its Zen platform when zentorch imports) and torch's huge
-    pages change a measurement: the recorded command, run again, must set them again."""
+    """An overlay of packages on PYTHONPATH (vLLM picks its Zen platform when zentorch imports), torch's huge pages
+    and glibc's allocator settings change a measurement: the recorded command, run again, must set them again."""
     monkeypatch.setenv("R1LIT_BENCH_COMMIT", "abc1234")
     monkeypatch.setenv("PYTHONPATH", "/opt/overlay dir")
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")  # glibc's allocator, set for a whole process
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "17179869184")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    monkeypatch.chdir(tmp_path)
     record = load_tool("record", "benchmarks")
-    command = json.loads(record.write_result("bench_x", {}, tmp_path / "r.json").read_text())["command"]
+    saved = json.loads(record.write_result("bench_x", {}, tmp_path / "r.json").read_text())
+    command = saved["command"]
     assert "PYTHONPATH='/opt/overlay dir'" in command and "THP_MEM_ALLOC_ENABLE=1" in command
+    assert "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184" in command
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in command
+    assert saved["cwd"] == str(tmp_path)  # where the command's relative paths start

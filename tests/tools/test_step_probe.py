@@ -64,3 +64,43 @@ def test_a_fit_gets_one_row_per_step_and_a_result_file(tmp_path, capsys):
     assert all(op["self_cpu_ms"] >= 0 and op["calls"] > 0 for op in operators)
     assert any(op["name"].startswith("aten::") and op["shapes"].startswith("[[") for op in operators), operators
     assert [op["self_cpu_ms"] for op in operators] == sorted((op["self_cpu_ms"] for op in operators), reverse=True)
+
+
+class FailsAtStep(BoringModel):
+    def __init__(self, step: int):
+        super().__init__()
+        self.fail_at = step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step + 1 == self.fail_at:
+            raise RuntimeError("boom at step 2")
+        return super().training_step(batch, batch_idx)
+
+
+@pytest.mark.timeout(120)
+def test_a_step_that_raises_under_the_profiler_keeps_the_finished_rows(tmp_path):
+    """The fit's own error comes out, the profiler is closed, and step 1's row is saved."""
+    probe = sp.StepProbe(results=str(tmp_path / "probe.json"), profile_step=2)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[probe])
+    with pytest.raises(RuntimeError, match="boom at step 2"):
+        trainer.fit(FailsAtStep(2))
+    assert probe._profiler is None
+    saved = json.loads((tmp_path / "probe.json").read_text())
+    assert [row["step"] for row in saved["result"]["steps"]] == [1]
+
+
+@pytest.mark.parametrize("kwargs", [{"profile_step": 0}, {"profile_step": -1}, {"profile_rows": 0}])
+def test_settings_below_one_are_refused(kwargs):
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        sp.StepProbe(**kwargs)
+
+
+@pytest.mark.timeout(120)
+def test_a_profile_step_beyond_the_fit_says_so(tmp_path, capsys):
+    probe = sp.StepProbe(results=str(tmp_path / "probe.json"), profile_step=10)
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[probe])
+    trainer.fit(BoringModel())
+    assert "step 10 was never reached" in capsys.readouterr().out
+    assert json.loads((tmp_path / "probe.json").read_text())["result"]["operators"] == []
